@@ -87,6 +87,9 @@ UNIT_TESTS := $(patsubst lib/tests/%.c,$(BUILD)/san/%,$(wildcard lib/tests/test_
 FUZZERS    := $(patsubst lib/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard lib/fuzz/fuzz_*.c)) \
               $(patsubst agent/fuzz/%.c,$(BUILD)/fuzz/agent/%,$(wildcard agent/fuzz/fuzz_*.c))
 
+include vmm/vmm.mk
+-include kernel/kernel.mk initramfs/initramfs.mk qemu-tests/qemu-tests.mk
+
 $(BUILD)/san/test_%: lib/tests/test_%.c $(LIB_SRCS) $(wildcard lib/*.h lib/fuzz/*.h) lib/tests/test.h
 	@mkdir -p $(dir $@)
 	$(HOSTCC) $(SAN_FLAGS) -o $@ $< $(LIB_SRCS)
