@@ -66,7 +66,7 @@ $(BUILD)/cube-bench: $(BUILD)/tools/bench.o $(BUILD)/libcube.a
 	$(CC) $(LDFLAGS) -o $@ $^
 
 # --- dependencies -----------------------------------------------------------
-DEB_PKGS := $(shell cat deps.txt thirdparty/deps.txt agent/tests/deps.txt 2>/dev/null | grep -v '^\#' | sort -u)
+DEB_PKGS := $(shell cat deps.txt */deps.txt agent/tests/deps.txt 2>/dev/null | grep -v '^\#' | sort -u)
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -365,11 +365,18 @@ static void parse_options(int argc, char **argv, struct options *o)
 			agent.guest = true;
 			o->vsock = true;
 			break;
-		default: usage();
+		default:
+			/* The kernel hands PID1 any command-line word it does not
+			 * know; a guest must boot anyway. */
+			if (!agent.is_pid1)
+				usage();
 		}
 	}
-	if (optind != argc || o->envd_port <= 0 || o->envd_port > 65535 || o->interp_port <= 0 ||
-	    o->interp_port > 65535)
+	if (agent.is_pid1) { /* started by a kernel as init: always the guest agent */
+		agent.guest = true;
+		o->vsock = true;
+	} else if (optind != argc || o->envd_port <= 0 || o->envd_port > 65535 || o->interp_port <= 0 ||
+		   o->interp_port > 65535)
 		usage();
 }
 

@@ -35,6 +35,7 @@ enum snap_tag {
  * fsync'd and renamed into place. */
 struct snap_w {
 	struct buf b;
+	const char *dir; /* the snapshot directory, for devices that write side files (a frozen disk layer) */
 	size_t section_start; /* offset of the open section's header, or SIZE_MAX */
 	uint32_t nr_sections;
 };
