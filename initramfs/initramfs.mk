@@ -1,0 +1,15 @@
+# Guest test rootfs (included by the top Makefile). See initramfs/README.md.
+#
+#   make guest-rootfs    build/guest/rootfs.ext4: cube-agent as /sbin/init,
+#                        busybox, bash, users root and user (ext4, 64 MiB sparse)
+#
+# Remade when the agent, the script or the host's busybox/bash/C.UTF-8 locale change.
+
+GUEST_ROOTFS := $(BUILD)/guest/rootfs.ext4
+
+.PHONY: guest-rootfs
+guest-rootfs: $(GUEST_ROOTFS)
+
+$(GUEST_ROOTFS): initramfs/guest-rootfs.sh initramfs/initramfs.mk $(BUILD)/cube-agent \
+		$(wildcard /bin/busybox /bin/bash-static /usr/lib/locale/C.utf8/LC_CTYPE)
+	@bash initramfs/guest-rootfs.sh $(BUILD)/cube-agent $@

@@ -1,0 +1,129 @@
+#!/bin/bash
+# Builds (or fetches from the cache) the CubeOS guest kernel: an uncompressed
+# ELF vmlinux from Debian's linux-source-6.1, tinyconfig + kernel/guest.config.
+#
+#   kernel/build.sh OUT     e.g. kernel/build.sh build/guest/vmlinux
+#
+# Cache: $CUBEOS_CACHE/kernel/guest-<source version>-<sha256(guest.config +
+# build.sh), 16 hex>/{vmlinux,config}. A warm run only hashes two small files
+# and copies vmlinux when OUT differs, so it takes well under a second.
+set -euo pipefail
+
+OUT=${1:?usage: kernel/build.sh OUT}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+FRAGMENT=$HERE/guest.config
+SRC_PKG=linux-source-6.1
+TARBALL=/usr/src/$SRC_PKG.tar.xz
+CACHE=${CUBEOS_CACHE:-/var/cache/cubeos}/kernel
+
+die() {
+	echo "kernel: error: $*" >&2
+	exit 1
+}
+phase() { echo "kernel: [$1/5] $2 ($(($(date +%s) - START))s)"; }
+
+# Copies the cached image to OUT only when it differs, so make's timestamps
+# (and everything built from OUT) stay put on warm runs.
+install_output() {
+	local dir=$1
+	mkdir -p "$(dirname "$OUT")"
+	if ! cmp -s "$dir/vmlinux" "$OUT"; then
+		cp "$dir/vmlinux" "$OUT.tmp" && mv -f "$OUT.tmp" "$OUT"
+	fi
+	if ! cmp -s "$dir/config" "$OUT.config"; then
+		cp "$dir/config" "$OUT.config"
+	fi
+}
+
+version=$(dpkg-query -W -f '${Version}' "$SRC_PKG" 2>/dev/null) ||
+	die "$SRC_PKG is not installed (run: make deps)"
+[ -r "$TARBALL" ] || die "$TARBALL missing (reinstall $SRC_PKG)"
+key=$(cat "$FRAGMENT" "$HERE/build.sh" | sha256sum | cut -c1-16)
+dir=$CACHE/guest-$version-$key
+
+if [ -f "$dir/vmlinux" ]; then
+	install_output "$dir"
+	echo "kernel: cached $dir/vmlinux"
+	exit 0
+fi
+
+START=$(date +%s)
+mkdir -p "$CACHE"
+# One builder per key; a second one waits and then finds the published dir.
+exec 9>"$CACHE/.lock-guest-$key"
+flock 9
+if [ -f "$dir/vmlinux" ]; then
+	install_output "$dir"
+	echo "kernel: cached $dir/vmlinux (built by a concurrent run)"
+	exit 0
+fi
+
+# A scratch tree is 1.3 GB: drop those a killed build left behind (we hold the
+# lock, so no live build of this key owns one).
+rm -rf "$CACHE/.scratch-guest-$key".*
+scratch=$(mktemp -d "$CACHE/.scratch-guest-$key.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+echo "kernel: building guest kernel $version ($key), scratch $scratch"
+
+phase 1 "unpack $TARBALL"
+tar -C "$scratch" -xJf "$TARBALL"
+tree=$scratch/$SRC_PKG
+[ -f "$tree/Makefile" ] || die "unexpected tarball layout: no $SRC_PKG/Makefile"
+
+phase 2 "configure (tinyconfig + guest.config)"
+# The kernel's make must not inherit our caller's flags or variables (make -s,
+# V=1, CC=musl-gcc on the top-level command line travel in MAKEFLAGS).
+kmake() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES make -C "$tree" ARCH=x86_64 "$@"; }
+kmake -s tinyconfig >"$scratch/config.log" 2>&1 || {
+	cat "$scratch/config.log" >&2
+	die "tinyconfig failed"
+}
+# -m: merge only, then olddefconfig resolves dependencies once.
+(cd "$tree" && ARCH=x86_64 scripts/kconfig/merge_config.sh -m .config "$FRAGMENT") >>"$scratch/config.log" 2>&1 || {
+	cat "$scratch/config.log" >&2
+	die "merge_config.sh failed"
+}
+kmake -s olddefconfig >>"$scratch/config.log" 2>&1 || {
+	cat "$scratch/config.log" >&2
+	die "olddefconfig failed"
+}
+
+phase 3 "verify every option of guest.config stuck"
+# An option that Kconfig silently dropped (unmet dependency, renamed symbol)
+# would otherwise only show up as a guest that does not boot.
+missing=()
+while IFS= read -r line; do
+	case $line in
+	CONFIG_*=*)
+		grep -qxF -- "$line" "$tree/.config" || missing+=("$line (got: $(grep -E "^(# )?${line%%=*}[= ]" "$tree/.config" || echo absent))")
+		;;
+	"# CONFIG_"*" is not set")
+		sym=${line#\# }
+		sym=${sym%% *}
+		if grep -q "^$sym=" "$tree/.config"; then missing+=("$line (got: $(grep "^$sym=" "$tree/.config"))"); fi
+		;;
+	esac
+done <"$FRAGMENT"
+if [ ${#missing[@]} -gt 0 ]; then
+	printf 'kernel:   not applied: %s\n' "${missing[@]}" >&2
+	die "${#missing[@]} option(s) of $FRAGMENT did not stick"
+fi
+
+phase 4 "compile vmlinux (make -j$(nproc))"
+kmake -j"$(nproc)" vmlinux >"$scratch/build.log" 2>&1 || {
+	tail -50 "$scratch/build.log" >&2
+	die "vmlinux build failed (log above)"
+}
+# Surface compiler warnings: a clean tinyconfig-based build has none.
+grep -E 'warning:' "$scratch/build.log" | sed 's/^/kernel:   /' | head -20 || true
+
+phase 5 "publish $dir"
+stage=$scratch/out
+mkdir "$stage"
+cp "$tree/vmlinux" "$stage/vmlinux"
+cp "$tree/.config" "$stage/config"
+echo "$version $key" >"$stage/source"
+rm -rf "$dir"
+mv -T "$stage" "$dir"
+install_output "$dir"
+echo "kernel: built $dir/vmlinux ($(du -h "$dir/vmlinux" | cut -f1)) in $(($(date +%s) - START))s"
