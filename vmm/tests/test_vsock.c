@@ -1,0 +1,527 @@
+/*
+ * test_vsock.c - virtio-vsock end to end without a guest: a fake VM (guest
+ * RAM in the heap, the real event loop, no KVM) and a tiny driver in this
+ * file that sets the device up through its MMIO registers, posts buffers
+ * and reads completions, while real Unix sockets play the host side.
+ */
+#include <fcntl.h>
+#include <linux/virtio_vsock.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../../lib/log.h"
+#include "../../lib/loop.h"
+#include "../snapfile.h"
+#include "../virtio/virtio.h"
+
+#include "../../lib/tests/test.h"
+
+#define RAM_SIZE  (1 << 20)
+#define QN	  16
+#define GUEST_CID 3
+#define HDR	  ((uint32_t)sizeof(struct virtio_vsock_hdr))
+
+static struct vm vm;
+static struct vm_config vcfg;
+static char dir[] = "/tmp/test_vsock.XXXXXX";
+static char uds[200];
+static uint64_t base;
+
+struct gq {
+	int index;
+	uint64_t desc, avail, used, bufs;
+	uint16_t avail_idx, used_seen, next_desc;
+};
+static struct gq rxq = {.index = 0}, txq = {.index = 1}, evq = {.index = 2};
+
+/* --- a minimal driver ------------------------------------------------------- */
+
+static uint32_t mmio_r(uint64_t off)
+{
+	uint32_t v = 0;
+	bus_access(&vm.mmio, base + off, (uint8_t *)&v, 4, false);
+	return v;
+}
+
+static void mmio_w(uint64_t off, uint32_t v)
+{
+	bus_access(&vm.mmio, base + off, (uint8_t *)&v, 4, true);
+}
+
+static void wr16(uint64_t gpa, uint16_t v)
+{
+	memcpy(vm.mem.host + gpa, &v, 2);
+}
+
+static uint16_t rd16(uint64_t gpa)
+{
+	uint16_t v;
+	memcpy(&v, vm.mem.host + gpa, 2);
+	return v;
+}
+
+static void stop_cb(void *arg)
+{
+	loop_stop(arg);
+}
+
+/* Lets the device run for a while. */
+static void spin(int ms)
+{
+	struct loop_timer t = {0};
+	loop_timer_arm(vm.loop, &t, (uint64_t)ms, stop_cb, vm.loop);
+	loop_run(vm.loop);
+}
+
+/* Adds a one-descriptor chain; returns the buffer's guest address. */
+static uint64_t gq_add(struct gq *q, const void *data, uint32_t len, bool writable)
+{
+	uint16_t d = q->next_desc++ % QN;
+	uint64_t buf = q->bufs + (uint64_t)d * 0x1000;
+	if (data)
+		memcpy(vm.mem.host + buf, data, len);
+	struct virtq_desc desc = {.addr = buf, .len = len, .flags = writable ? VIRTQ_DESC_F_WRITE : 0};
+	memcpy(vm.mem.host + q->desc + 16 * d, &desc, 16);
+	wr16(q->avail + 4 + 2 * (q->avail_idx % QN), d);
+	q->avail_idx++;
+	wr16(q->avail + 2, q->avail_idx);
+	return buf;
+}
+
+static void kick(struct gq *q)
+{
+	mmio_w(0x050, (uint32_t)q->index);
+}
+
+/* The next completed chain of q, waiting up to ~1 s. */
+static bool gq_used(struct gq *q, uint32_t *id, uint32_t *len)
+{
+	for (int i = 0; i < 200 && rd16(q->used + 2) == q->used_seen; i++)
+		spin(5);
+	if (rd16(q->used + 2) == q->used_seen)
+		return false;
+	uint64_t e = q->used + 4 + 8ull * (q->used_seen % QN);
+	memcpy(id, vm.mem.host + e, 4);
+	memcpy(len, vm.mem.host + e + 4, 4);
+	q->used_seen++;
+	return true;
+}
+
+/* Receives one packet from the device and reposts the buffer. */
+static bool rx(struct virtio_vsock_hdr *h, char *payload)
+{
+	uint32_t id, len;
+	if (!gq_used(&rxq, &id, &len))
+		return false;
+	uint8_t *buf = vm.mem.host + rxq.bufs + (uint64_t)id * 0x1000;
+	memcpy(h, buf, HDR);
+	if (payload) {
+		memcpy(payload, buf + HDR, h->len);
+		payload[h->len] = 0;
+	}
+	CHECK_EQ_INT(len, HDR + h->len);
+	gq_add(&rxq, NULL, 0x1000, true);
+	kick(&rxq);
+	return true;
+}
+
+static uint32_t guest_buf_alloc = 65536, guest_fwd_cnt;
+
+static void tx(uint16_t op, uint32_t src_port, uint32_t dst_port, uint32_t flags, const char *data)
+{
+	uint8_t pkt[0x1000];
+	struct virtio_vsock_hdr h = {.src_cid = GUEST_CID,
+				     .dst_cid = 2,
+				     .src_port = src_port,
+				     .dst_port = dst_port,
+				     .len = data ? (uint32_t)strlen(data) : 0,
+				     .type = VIRTIO_VSOCK_TYPE_STREAM,
+				     .op = op,
+				     .flags = flags,
+				     .buf_alloc = guest_buf_alloc,
+				     .fwd_cnt = guest_fwd_cnt};
+	memcpy(pkt, &h, HDR);
+	if (data)
+		memcpy(pkt + HDR, data, h.len);
+	gq_add(&txq, pkt, HDR + h.len, false);
+	kick(&txq);
+	spin(5);
+}
+
+static void queue_setup(struct gq *q)
+{
+	q->desc = 0x10000 + (uint64_t)q->index * 0x1000;
+	q->avail = q->desc + 0x400;
+	q->used = q->desc + 0x800;
+	q->bufs = 0x40000 + (uint64_t)q->index * 0x10000;
+	mmio_w(0x030, (uint32_t)q->index);
+	CHECK_EQ_INT(mmio_r(0x034), 256);
+	mmio_w(0x038, QN);
+	mmio_w(0x080, (uint32_t)q->desc);
+	mmio_w(0x084, 0);
+	mmio_w(0x090, (uint32_t)q->avail);
+	mmio_w(0x094, 0);
+	mmio_w(0x0a0, (uint32_t)q->used);
+	mmio_w(0x0a4, 0);
+	mmio_w(0x044, 1);
+	CHECK_EQ_INT(mmio_r(0x044), 1);
+}
+
+static bool device_up;
+
+static void setup(void)
+{
+	if (device_up)
+		return;
+	device_up = true;
+	log_set_level(LOG_ERROR);
+	if (!mkdtemp(dir))
+		abort();
+	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
+	vm.mem.host = calloc(1, RAM_SIZE);
+	vm.mem.size = vm.mem.low_size = RAM_SIZE;
+	vm.mem.backing_fd = -1;
+	vm.vm_fd = vm.kvm_fd = -1;
+	vm.loop = loop_new();
+	vm.cfg = &vcfg;
+	pthread_mutex_init(&vm.lock, NULL);
+	struct vsock_config cfg = {.guest_cid = GUEST_CID, .uds_path = uds};
+	char err[256];
+	if (!CHECK_EQ_INT(virtio_vsock_create(&vm, &cfg, err, sizeof(err)), 0)) {
+		fprintf(stderr, "%s\n", err);
+		abort();
+	}
+	base = VIRTIO_MMIO_BASE;
+
+	CHECK_EQ_INT(mmio_r(0x000), 0x74726976);
+	CHECK_EQ_INT(mmio_r(0x004), 2);
+	CHECK_EQ_INT(mmio_r(0x008), 19);
+	mmio_w(0x070, 1);
+	mmio_w(0x070, 3);
+	mmio_w(0x014, 1);
+	CHECK_EQ_INT(mmio_r(0x010), 1); /* VERSION_1 */
+	mmio_w(0x024, 1);
+	mmio_w(0x020, 1);
+	mmio_w(0x070, 3 | 8);
+	CHECK_EQ_INT(mmio_r(0x070), 11);
+	queue_setup(&rxq);
+	queue_setup(&txq);
+	queue_setup(&evq);
+	mmio_w(0x070, 15);
+	for (int i = 0; i < 8; i++)
+		gq_add(&rxq, NULL, 0x1000, true);
+	for (int i = 0; i < 2; i++)
+		gq_add(&evq, NULL, 4, true);
+	kick(&rxq);
+	spin(5);
+}
+
+static int host_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads what is there from a host socket after letting the device run. */
+static ssize_t host_read(int fd, char *buf, size_t len)
+{
+	for (int i = 0; i < 100; i++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 0) == 1)
+			return read(fd, buf, len);
+		spin(5);
+	}
+	return -2;
+}
+
+/* --- pure helpers ------------------------------------------------------------ */
+
+TEST(credit_math)
+{
+	CHECK_EQ_INT(vsock_peer_credit(1000, 0, 0), 1000);
+	CHECK_EQ_INT(vsock_peer_credit(1000, 100, 600), 500);
+	CHECK_EQ_INT(vsock_peer_credit(1000, 0, 1000), 0);
+	CHECK_EQ_INT(vsock_peer_credit(1000, 0, 1500), 0);	       /* peer over-granted: never negative */
+	CHECK_EQ_INT(vsock_peer_credit(1000, 0xfffffff0u, 0x10), 968); /* counters wrapped */
+	CHECK_EQ_INT(vsock_peer_credit(1000, 500, 100), 0);	       /* fwd_cnt ahead of what we sent: bogus */
+	CHECK_EQ_INT(vsock_peer_credit(0, 0, 0), 0);
+}
+
+TEST(connect_line_parsing)
+{
+	uint32_t port = 0;
+	CHECK(vsock_parse_connect("CONNECT 49983", 13, &port) == 0 && port == 49983);
+	CHECK(vsock_parse_connect("CONNECT 1\r", 10, &port) == 0 && port == 1);
+	CHECK(vsock_parse_connect("CONNECT 4294967295", 18, &port) == 0 && port == 4294967295u);
+	CHECK_EQ_INT(vsock_parse_connect("CONNECT 4294967296", 18, &port), -1);
+	CHECK_EQ_INT(vsock_parse_connect("CONNECT ", 8, &port), -1);
+	CHECK_EQ_INT(vsock_parse_connect("CONNECT x1", 10, &port), -1);
+	CHECK_EQ_INT(vsock_parse_connect("connect 1", 9, &port), -1);
+	CHECK_EQ_INT(vsock_parse_connect("CONNECT 1 2", 11, &port), -1);
+}
+
+/* --- the device -------------------------------------------------------------- */
+
+TEST(config_space_and_bad_accesses)
+{
+	setup();
+	uint64_t cid = 0;
+	bus_access(&vm.mmio, base + 0x100, (uint8_t *)&cid, 8, false);
+	CHECK_EQ_INT(cid, GUEST_CID);
+	uint8_t b = 0xff;
+	bus_access(&vm.mmio, base + 0x108, &b, 1, false); /* beyond the 8 bytes */
+	CHECK_EQ_INT(b, 0);
+	uint16_t w = 0xffff;
+	bus_access(&vm.mmio, base + 0x070, (uint8_t *)&w, 2, false); /* registers are 32-bit */
+	CHECK_EQ_INT(w, 0);
+	mmio_w(0x030, 7); /* no queue 7 */
+	CHECK_EQ_INT(mmio_r(0x034), 0);
+	mmio_w(0x038, 8); /* ignored */
+	mmio_w(0x030, 0);
+	mmio_w(0x038, 8); /* ready queue: reconfiguration ignored */
+	CHECK_EQ_INT(mmio_r(0x044), 1);
+	mmio_w(0x070, 1); /* status cannot go backwards */
+	CHECK_EQ_INT(mmio_r(0x070), 15);
+}
+
+TEST(host_initiated_connection)
+{
+	setup();
+	int fd = host_connect(uds);
+	if (!CHECK(fd >= 0))
+		return;
+	CHECK(write(fd, "CONNECT 5000\nearly", 18) == 18);
+	struct virtio_vsock_hdr h;
+	char data[0x1000];
+	if (!CHECK(rx(&h, NULL)))
+		return;
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_REQUEST);
+	CHECK_EQ_INT(h.src_cid, 2);
+	CHECK_EQ_INT(h.dst_cid, GUEST_CID);
+	CHECK_EQ_INT(h.dst_port, 5000);
+	uint32_t local = h.src_port;
+	tx(VIRTIO_VSOCK_OP_RESPONSE, 5000, local, 0, NULL);
+	char line[64] = {0};
+	ssize_t n = host_read(fd, line, sizeof(line) - 1);
+	char want[32];
+	snprintf(want, sizeof(want), "OK %u\n", local);
+	CHECK(n > 0 && strcmp(line, want) == 0);
+	/* Bytes the client sent before OK come through. */
+	CHECK(rx(&h, data));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_RW);
+	CHECK_STREQ(data, "early");
+	guest_fwd_cnt += 5;
+
+	tx(VIRTIO_VSOCK_OP_RW, 5000, local, 0, "pong");
+	memset(line, 0, sizeof(line));
+	CHECK(host_read(fd, line, sizeof(line) - 1) == 4 && strcmp(line, "pong") == 0);
+
+	CHECK(write(fd, "ping", 4) == 4);
+	CHECK(rx(&h, data));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_RW);
+	CHECK_STREQ(data, "ping");
+	guest_fwd_cnt += 4;
+
+	/* The guest closes: the host reads EOF, the guest hears RST. */
+	tx(VIRTIO_VSOCK_OP_SHUTDOWN, 5000, local, VIRTIO_VSOCK_SHUTDOWN_RCV | VIRTIO_VSOCK_SHUTDOWN_SEND, NULL);
+	CHECK_EQ_INT(host_read(fd, line, sizeof(line)), 0);
+	CHECK(rx(&h, NULL));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_RST);
+	close(fd);
+	guest_fwd_cnt = 0;
+}
+
+TEST(host_connect_refused_by_guest)
+{
+	setup();
+	int fd = host_connect(uds);
+	CHECK(write(fd, "CONNECT 7\n", 10) == 10);
+	struct virtio_vsock_hdr h;
+	if (!CHECK(rx(&h, NULL)))
+		return;
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_REQUEST);
+	tx(VIRTIO_VSOCK_OP_RST, 7, h.src_port, 0, NULL);
+	char c;
+	CHECK_EQ_INT(host_read(fd, &c, 1), 0); /* closed without OK */
+	close(fd);
+}
+
+TEST(bad_connect_line_closes_client)
+{
+	setup();
+	int fd = host_connect(uds);
+	CHECK(write(fd, "HELLO\n", 6) == 6);
+	char c;
+	CHECK_EQ_INT(host_read(fd, &c, 1), 0);
+	close(fd);
+}
+
+static int host_listen(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	unlink(path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0)
+		return -1;
+	return fd;
+}
+
+TEST(guest_initiated_connection_with_credit)
+{
+	setup();
+	char path[256];
+	snprintf(path, sizeof(path), "%s_6000", uds);
+	int lfd = host_listen(path);
+	if (!CHECK(lfd >= 0))
+		return;
+	guest_buf_alloc = 8; /* tiny: the host must respect it */
+	tx(VIRTIO_VSOCK_OP_REQUEST, 1234, 6000, 0, NULL);
+	struct virtio_vsock_hdr h;
+	char data[0x1000];
+	if (!CHECK(rx(&h, NULL)))
+		return;
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_RESPONSE);
+	CHECK_EQ_INT(h.src_port, 6000);
+	CHECK_EQ_INT(h.dst_port, 1234);
+	CHECK(h.buf_alloc > 0);
+	int fd = accept(lfd, NULL, NULL);
+	if (!CHECK(fd >= 0))
+		return;
+
+	CHECK(write(fd, "0123456789abcdefghij", 20) == 20);
+	CHECK(rx(&h, data));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_RW);
+	CHECK_STREQ(data, "01234567"); /* exactly the credit */
+	/* Out of credit: the device asks instead of sending. */
+	CHECK(rx(&h, NULL));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_CREDIT_REQUEST);
+	guest_fwd_cnt = 8;
+	tx(VIRTIO_VSOCK_OP_CREDIT_UPDATE, 1234, 6000, 0, NULL);
+	CHECK(rx(&h, data));
+	CHECK_STREQ(data, "89abcdef");
+	CHECK(rx(&h, NULL));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_CREDIT_REQUEST); /* stalled again, "ghij" waiting */
+	guest_buf_alloc = 65536;
+	tx(VIRTIO_VSOCK_OP_CREDIT_UPDATE, 1234, 6000, 0, NULL);
+	CHECK(rx(&h, data));
+	CHECK_STREQ(data, "ghij");
+	guest_fwd_cnt += 12;
+
+	/* A CREDIT_REQUEST from the guest gets our counters back. */
+	tx(VIRTIO_VSOCK_OP_RW, 1234, 6000, 0, "hello");
+	tx(VIRTIO_VSOCK_OP_CREDIT_REQUEST, 1234, 6000, 0, NULL);
+	CHECK(rx(&h, NULL));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_CREDIT_UPDATE);
+	CHECK_EQ_INT(h.fwd_cnt, 5);
+	char line[16] = {0};
+	CHECK(host_read(fd, line, sizeof(line)) == 5 && strcmp(line, "hello") == 0);
+
+	/* Host half-closes: the guest gets SHUTDOWN(SEND) and can still send. */
+	shutdown(fd, SHUT_WR);
+	CHECK(rx(&h, NULL));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_SHUTDOWN);
+	CHECK_EQ_INT(h.flags, VIRTIO_VSOCK_SHUTDOWN_SEND);
+	tx(VIRTIO_VSOCK_OP_RW, 1234, 6000, 0, "after");
+	memset(line, 0, sizeof(line));
+	CHECK(host_read(fd, line, sizeof(line)) == 5 && strcmp(line, "after") == 0);
+	/* The guest finishes too: connection over. */
+	tx(VIRTIO_VSOCK_OP_SHUTDOWN, 1234, 6000, VIRTIO_VSOCK_SHUTDOWN_SEND, NULL);
+	CHECK_EQ_INT(host_read(fd, line, sizeof(line)), 0);
+	CHECK(rx(&h, NULL));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_RST);
+	close(fd);
+	close(lfd);
+	unlink(path);
+	guest_fwd_cnt = 0;
+}
+
+TEST(guest_connect_to_nothing_and_stray_packets)
+{
+	setup();
+	struct virtio_vsock_hdr h;
+	tx(VIRTIO_VSOCK_OP_REQUEST, 99, 6001, 0, NULL); /* nobody listens on _6001 */
+	CHECK(rx(&h, NULL));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_RST);
+	CHECK_EQ_INT(h.dst_port, 99);
+	tx(VIRTIO_VSOCK_OP_RW, 99, 6001, 0, "lost"); /* no such connection */
+	CHECK(rx(&h, NULL));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_RST);
+	uint16_t before = rd16(rxq.used + 2);
+	tx(VIRTIO_VSOCK_OP_RST, 99, 6001, 0, NULL); /* never answered */
+	spin(20);
+	CHECK_EQ_INT(rd16(rxq.used + 2), before);
+}
+
+TEST(restore_sends_transport_reset_and_state_roundtrips)
+{
+	setup();
+	struct vm_device *d = &vm.devices[vm.nr_devices - 1];
+	struct snap_w w;
+	snap_w_init(&w);
+	w.dir = dir;
+	snap_w_begin(&w, SNAP_DEVICE, 0);
+	size_t start = w.b.len;
+	CHECK_EQ_INT(d->save(d->dev, &w), 0);
+	size_t plen = w.b.len - start;
+	char err[256] = "";
+	CHECK_EQ_INT(d->load(d->dev, w.b.data + start, plen, err, sizeof(err)), 0);
+	CHECK_EQ_INT(d->load(d->dev, w.b.data + start, plen - 3, err, sizeof(err)), -1);
+	CHECK(err[0] != 0);
+	/* A queue size that is not a power of two is refused. */
+	uint8_t *p = (uint8_t *)w.b.data + start;
+	uint32_t bad = 12;
+	memcpy(p + 4 + 4 + 4 + 4 + 8 + 8 + 6 * 4, &bad, 4); /* first queue's num */
+	CHECK_EQ_INT(d->load(d->dev, p, plen, err, sizeof(err)), -1);
+	CHECK(strstr(err, "queue 0") != NULL);
+	snap_w_free(&w);
+
+	d->restored(d->dev);
+	uint32_t id, len;
+	if (CHECK(gq_used(&evq, &id, &len))) {
+		uint32_t ev;
+		memcpy(&ev, vm.mem.host + evq.bufs + (uint64_t)id * 0x1000, 4);
+		CHECK_EQ_INT(ev, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
+		CHECK_EQ_INT(len, 4);
+	}
+}
+
+TEST(device_reset_drops_connections)
+{
+	setup();
+	int fd = host_connect(uds);
+	CHECK(write(fd, "CONNECT 5001\n", 13) == 13);
+	struct virtio_vsock_hdr h;
+	CHECK(rx(&h, NULL));
+	mmio_w(0x070, 0);
+	CHECK_EQ_INT(mmio_r(0x070), 0);
+	mmio_w(0x030, 0);
+	CHECK_EQ_INT(mmio_r(0x044), 0);
+	char c;
+	CHECK_EQ_INT(host_read(fd, &c, 1), 0);
+	close(fd);
+}
+
+TEST(teardown)
+{
+	setup();
+	int fd = host_connect(uds); /* a connection still open at the end */
+	CHECK(write(fd, "CONNECT 1\n", 10) == 10);
+	spin(10);
+	virtio_device_destroy(vm.devices[vm.nr_devices - 1].dev);
+	CHECK(access(uds, F_OK) != 0); /* the listening socket is gone */
+	char c;
+	CHECK_EQ_INT(read(fd, &c, 1), 0);
+	close(fd);
+	loop_free(vm.loop);
+	free(vm.mem.host);
+	rmdir(dir);
+}
