@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -282,6 +283,7 @@ static void pid1_mounts(void)
 	} m[] = {
 	    {"proc", "/proc", "proc", NULL},
 	    {"sysfs", "/sys", "sysfs", NULL},
+	    {"cgroup2", "/sys/fs/cgroup", "cgroup2", NULL},
 	    {"devtmpfs", "/dev", "devtmpfs", "mode=0755"},
 	    {"devpts", "/dev/pts", "devpts", "mode=0620,ptmxmode=0666"},
 	    {"tmpfs", "/dev/shm", "tmpfs", "mode=1777"},
@@ -293,6 +295,36 @@ static void pid1_mounts(void)
 		if (mount(m[i].src, m[i].dst, m[i].type, MS_NOSUID, m[i].data) < 0 && errno != EBUSY)
 			log_warn("pid1.mount", "%s: %s", m[i].dst, strerror(errno));
 	}
+}
+
+/* The kernel only knows a hostname from ip= on its command line; the
+ * template's /etc/hostname is what users expect to see. */
+static void pid1_hostname(void)
+{
+	char name[65] = "";
+	FILE *f = fopen("/etc/hostname", "re");
+	if (f) {
+		if (!fgets(name, sizeof name, f))
+			name[0] = 0;
+		fclose(f);
+	}
+	name[strcspn(name, " \t\r\n")] = 0;
+	if (name[0] && sethostname(name, strlen(name)) < 0)
+		log_warn("pid1.hostname", "%s: %s", name, strerror(errno));
+}
+
+/* reboot, halt and poweroff (busybox and others) ask PID1 with SIGTERM,
+ * SIGUSR1 and SIGUSR2. A microVM has no power-off device, so all three
+ * end in a reboot, which the VMM takes as "the guest is done". */
+static void on_guest_shutdown(void *arg, int signo)
+{
+	log_info("pid1.shutdown", "signal %d: stopping every process, then rebooting", signo);
+	kill(-1, SIGTERM);
+	sleep(1);
+	kill(-1, SIGKILL);
+	sync();
+	reboot(RB_AUTOBOOT);
+	log_error("pid1.shutdown", "reboot: %s", strerror(errno));
 }
 
 static int listen_vsock(int port)
@@ -410,8 +442,10 @@ int main(int argc, char **argv)
 	log_set_component("agent");
 	agent.is_pid1 = getpid() == 1;
 	parse_options(argc, argv, &o);
-	if (agent.guest)
+	if (agent.guest) {
 		pid1_mounts();
+		pid1_hostname();
+	}
 
 	struct user u;
 	snprintf(agent.default_user, sizeof agent.default_user, "%s", user_lookup("user", &u) == 0 ? "user" : "root");
@@ -426,6 +460,10 @@ int main(int argc, char **argv)
 	if (!agent.guest) { /* a guest PID1 must never exit on a signal */
 		loop_on_signal(agent.loop, SIGTERM, on_terminate, NULL);
 		loop_on_signal(agent.loop, SIGINT, on_terminate, NULL);
+	} else if (agent.is_pid1) {
+		loop_on_signal(agent.loop, SIGTERM, on_guest_shutdown, NULL);
+		loop_on_signal(agent.loop, SIGUSR1, on_guest_shutdown, NULL);
+		loop_on_signal(agent.loop, SIGUSR2, on_guest_shutdown, NULL);
 	}
 
 	struct http_server_config envd_cfg = {
