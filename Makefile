@@ -4,8 +4,9 @@
 #   make         build every binary that exists
 #   make run     run the product (today: the sandbox agent in a throwaway root)
 #   make test    format check, unit tests (ASan/UBSan), fuzz pass, kernel tests,
-#                third-party builds + smoke tests, SDK suites (JS and Python)
-#   make bench   benchmarks, printed as tables
+#                third-party builds + smoke tests, SDK suites (JS and Python),
+#                the VMM tests in a nested L1 (qemu-tests/)
+#   make bench   benchmarks, printed as tables (agent, then VMM in L1)
 
 CUBEOS_CACHE ?= /var/cache/cubeos
 export CUBEOS_CACHE
@@ -123,10 +124,11 @@ PY_VENV = $(CUBEOS_CACHE)/venv/$(shell sha256sum agent/tests/sdk-py/requirements
 kernel-test:
 	cd agent/interp && KERNEL_PYTHON=/usr/bin/python3 $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider test_kernel.py
 
-test: all format-check unit fuzz kernel-test thirdparty thirdparty-test sdk
+test: all format-check unit fuzz kernel-test thirdparty thirdparty-test sdk qemu-test
 
 bench: all
 	bash tools/bench.sh
+	$(MAKE) qemu-bench
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -96,6 +96,9 @@ struct vm_config {
 	char *serial_out;   /* file path, "stdio", "pty" or NULL (discard) */
 	char *control_path; /* control socket path, NULL for none */
 	char *id;	    /* sandbox id for logs, optional */
+	/* Tests only: run without the in-kernel irqchip/PIT (a host whose KVM
+	 * refuses KVM_CREATE_IRQCHIP can still run hand-made guests). */
+	bool no_irqchip;
 };
 
 /* --- guest memory ------------------------------------------------------- */
@@ -187,6 +190,12 @@ struct vm {
 	char mmio_cmdline[VMM_MAX_MMIO_SLOTS][64]; /* "virtio_mmio.device=4K@0x...:N" */
 
 	struct vm_config *cfg;
+
+	bool has_irqchip;  /* in-kernel PIC/IOAPIC/LAPIC and PIT exist */
+	int exit_efd;	   /* eventfd: written by vm_request_exit, wakes the loop */
+	void *exit_io;	   /* the loop watcher on exit_efd (struct loop_io) */
+	uint64_t start_ms; /* mono_ms() when the vCPUs were started */
+	int kick_signal;   /* signal that knocks a vCPU out of KVM_RUN */
 };
 
 /* vm.c */
@@ -208,6 +217,19 @@ int vm_ioeventfd(struct vm *vm, uint64_t mmio_addr, uint32_t len, int datamatch)
  * the kernel command-line fragment that declares it. */
 int vm_alloc_mmio_slot(struct vm *vm, uint64_t *base, int *gsi);
 int vm_add_device(struct vm *vm, const struct vm_device *d);
+
+/* Raises (level 1) or lowers (0) an interrupt line of the in-kernel irqchip. */
+int vm_irq_line(struct vm *vm, int gsi, int level);
+
+/* Memory accounting of the guest RAM mapping (from /proc/self/smaps), in bytes. */
+struct vm_mem_stats {
+	uint64_t guest_bytes;
+	uint64_t rss, pss;
+	uint64_t shared_clean, shared_dirty;
+	uint64_t private_clean, private_dirty;
+};
+int vm_mem_stats(const struct vm *vm, struct vm_mem_stats *st);
+const char *vcpu_state_name(enum vcpu_state s);
 
 /* bus.c */
 int bus_add(struct bus *b, uint64_t base, uint64_t len, bus_access_fn fn, void *dev);
