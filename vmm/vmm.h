@@ -28,13 +28,13 @@ struct snap_w;
 
 /* --- exit codes: one per way a VM can end, so callers can tell them apart */
 enum vmm_exit {
-	VMM_EXIT_OK = 0,	     /* guest reboot/shutdown, or a control "shutdown" */
-	VMM_EXIT_USAGE = 1,	     /* bad command line or configuration */
-	VMM_EXIT_HOST = 2,	     /* host set-up failed: /dev/kvm, memory, files */
-	VMM_EXIT_TRIPLE_FAULT = 3,   /* KVM_EXIT_SHUTDOWN */
-	VMM_EXIT_KVM_ERROR = 4,	     /* internal error, failed entry, unknown exit */
-	VMM_EXIT_BAD_SNAPSHOT = 5,   /* wrong magic/version/checksum, truncated, mismatch */
-	VMM_EXIT_DEVICE = 6,	     /* a device back end failed (disk I/O error...) */
+	VMM_EXIT_OK = 0,	   /* guest reboot/shutdown, or a control "shutdown" */
+	VMM_EXIT_USAGE = 1,	   /* bad command line or configuration */
+	VMM_EXIT_HOST = 2,	   /* host set-up failed: /dev/kvm, memory, files */
+	VMM_EXIT_TRIPLE_FAULT = 3, /* KVM_EXIT_SHUTDOWN */
+	VMM_EXIT_KVM_ERROR = 4,	   /* internal error, failed entry, unknown exit */
+	VMM_EXIT_BAD_SNAPSHOT = 5, /* wrong magic/version/checksum, truncated, mismatch */
+	VMM_EXIT_DEVICE = 6,	   /* a device back end failed (disk I/O error...) */
 };
 
 /* --- guest physical memory map ---------------------------------------- */
@@ -42,7 +42,7 @@ enum vmm_exit {
 #define GUEST_HIGH_RAM	   0x100000000ULL
 #define VIRTIO_MMIO_BASE   0xd0000000ULL /* slot i at BASE + i * SIZE */
 #define VIRTIO_MMIO_SIZE   0x1000ULL
-#define VIRTIO_MMIO_IRQ0   5		 /* slot i uses GSI 5 + i */
+#define VIRTIO_MMIO_IRQ0   5 /* slot i uses GSI 5 + i */
 #define VMM_MAX_MMIO_SLOTS 16
 #define IOAPIC_BASE	   0xfec00000ULL
 #define LAPIC_BASE	   0xfee00000ULL
@@ -203,15 +203,15 @@ struct vm {
  * memory, or mem_fd mapped MAP_PRIVATE (restore). Creates the vCPUs but does
  * not start them. Returns 0 or -1 with a message in err. */
 int vm_init(struct vm *vm, struct vm_config *cfg, struct loop *loop, int mem_fd, char *err, size_t errsz);
-int vm_start_vcpus(struct vm *vm);		  /* one thread each */
-int vm_pause(struct vm *vm);			  /* returns when every vCPU is out of KVM_RUN */
+int vm_start_vcpus(struct vm *vm); /* one thread each */
+int vm_pause(struct vm *vm);	   /* returns when every vCPU is out of KVM_RUN */
 int vm_resume(struct vm *vm);
 void vm_request_exit(struct vm *vm, int code); /* first caller's code wins; wakes the loop */
 void vm_destroy(struct vm *vm);
 bool vm_is_paused(const struct vm *vm);
 
 /* Interrupt and notification plumbing for devices. */
-int vm_irqfd(struct vm *vm, int gsi);					    /* eventfd that raises gsi */
+int vm_irqfd(struct vm *vm, int gsi);						  /* eventfd that raises gsi */
 int vm_ioeventfd(struct vm *vm, uint64_t mmio_addr, uint32_t len, int datamatch); /* -1 = any value */
 /* Reserves the next virtio-mmio slot: its base address and GSI, and records
  * the kernel command-line fragment that declares it. */
