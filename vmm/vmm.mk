@@ -16,7 +16,8 @@ $(BUILD)/cube-vmm: $(VMM_OBJS) $(BUILD)/libcube.a
 UNIT_TESTS += $(patsubst vmm/tests/%.c,$(BUILD)/san/vmm/%,$(wildcard vmm/tests/test_*.c))
 FUZZERS    += $(patsubst vmm/fuzz/%.c,$(BUILD)/fuzz/vmm/%,$(wildcard vmm/fuzz/fuzz_*.c))
 
-$(BUILD)/san/vmm/test_%: vmm/tests/test_%.c $(LIB_SRCS) $(VMM_LIB_SRCS) $(VMM_HDRS) $(wildcard lib/*.h) lib/tests/test.h
+$(BUILD)/san/vmm/test_%: vmm/tests/test_%.c $(LIB_SRCS) $(VMM_LIB_SRCS) $(VMM_HDRS) $(wildcard lib/*.h vmm/tests/*.h) \
+                         lib/tests/test.h
 	@mkdir -p $(dir $@)
 	$(HOSTCC) $(SAN_FLAGS) -o $@ $< $(LIB_SRCS) $(VMM_LIB_SRCS) -lpthread
 

@@ -18,6 +18,7 @@
 #include "../control.h"
 #include "../dev/dev.h"
 #include "../vmm.h"
+#include "kvm_guest.h"
 
 #define GUEST_CODE    0x1000
 #define GUEST_COUNTER 0x3000
@@ -38,10 +39,8 @@ static bool irqchip_refused; /* this host's KVM refused KVM_CREATE_IRQCHIP */
 static bool tvm_init(struct tvm *t, const char *serial_out)
 {
 	memset(t, 0, sizeof *t);
-	if (access("/dev/kvm", R_OK | W_OK) != 0) {
-		printf("SKIP %s: no /dev/kvm\n", test_current);
+	if (!kvm_usable())
 		return false;
-	}
 	t->cfg.nr_vcpus = 1;
 	t->cfg.mem_bytes = 16 << 20;
 	t->cfg.no_irqchip = irqchip_refused;
@@ -70,25 +69,6 @@ static void tvm_free(struct tvm *t)
 	vm_destroy(&t->vm);
 	loop_timer_disarm(t->loop, &t->timeout);
 	loop_free(t->loop);
-}
-
-/* Loads real-mode code at GUEST_CODE and points vCPU 0 at it. */
-static void tvm_load_realmode(struct tvm *t, const uint8_t *code, size_t len)
-{
-	memcpy(gpa_ptr(&t->vm.mem, GUEST_CODE, len), code, len);
-	struct vcpu *v = &t->vm.vcpus[0];
-	struct kvm_sregs s;
-	CHECK(ioctl(v->fd, KVM_GET_SREGS, &s) == 0);
-	s.cs.base = 0;
-	s.cs.selector = 0;
-	s.ds.base = 0;
-	s.ds.selector = 0;
-	CHECK(ioctl(v->fd, KVM_SET_SREGS, &s) == 0);
-	struct kvm_regs r;
-	memset(&r, 0, sizeof r);
-	r.rip = GUEST_CODE;
-	r.rflags = 2;
-	CHECK(ioctl(v->fd, KVM_SET_REGS, &r) == 0);
 }
 
 static void on_timeout(void *arg)
@@ -139,7 +119,7 @@ TEST(serial_hi_then_i8042_reset_exits_ok)
 	struct tvm t;
 	if (!tvm_init(&t, path))
 		goto out;
-	tvm_load_realmode(&t, code, sizeof code);
+	load_realmode(&t.vm, GUEST_CODE, code, sizeof code);
 	CHECK_EQ_INT(tvm_run(&t), VMM_EXIT_OK);
 	tvm_free(&t); /* joins the vCPU thread */
 	CHECK_STREQ(slurp(path), "hi");
@@ -262,7 +242,7 @@ TEST(pause_and_resume_a_looping_guest)
 	struct tvm t;
 	if (!tvm_init(&t, NULL))
 		return;
-	tvm_load_realmode(&t, code, sizeof code);
+	load_realmode(&t.vm, GUEST_CODE, code, sizeof code);
 	CHECK(vm_start_vcpus(&t.vm) == 0);
 	sleep_ms(200);
 	for (int round = 0; round < 5; round++) {
@@ -334,7 +314,7 @@ TEST(guest_port_io_reaches_the_right_bus_region)
 	if (!tvm_init(&t, NULL))
 		return;
 	CHECK(bus_add(&t.vm.pio, 0x90, 4, probe_access, &p) == 0);
-	tvm_load_realmode(&t, code, sizeof code);
+	load_realmode(&t.vm, GUEST_CODE, code, sizeof code);
 	CHECK_EQ_INT(tvm_run(&t), VMM_EXIT_OK);
 	CHECK_EQ_INT(p.writes, 3);
 	CHECK_EQ_INT(p.last, 0xff);

@@ -19,6 +19,7 @@
 #include "../snapfile.h"
 #include "../snapshot.h"
 #include "../vmm.h"
+#include "kvm_guest.h"
 
 #define GUEST_CODE    0x1000
 #define GUEST_COUNTER 0x2000
@@ -96,15 +97,6 @@ struct tvm {
 
 static bool irqchip_refused; /* this host's KVM refused KVM_CREATE_IRQCHIP */
 
-static bool have_kvm(void)
-{
-	if (access("/dev/kvm", R_OK | W_OK) != 0) {
-		printf("SKIP %s: no /dev/kvm\n", test_current);
-		return false;
-	}
-	return true;
-}
-
 /* Registers what both the original and the clone have: the port and the device. */
 static void tvm_add_devices(struct tvm *t)
 {
@@ -143,17 +135,7 @@ static bool tvm_boot(struct tvm *t)
 		vm_config_free(&t->cfg);
 		return false;
 	}
-	memcpy(gpa_ptr(&t->vm.mem, GUEST_CODE, sizeof counter_code), counter_code, sizeof counter_code);
-	struct vcpu *v = &t->vm.vcpus[0];
-	struct kvm_sregs s;
-	CHECK(ioctl(v->fd, KVM_GET_SREGS, &s) == 0);
-	s.cs.base = 0;
-	s.cs.selector = 0;
-	s.ds.base = 0;
-	s.ds.selector = 0;
-	CHECK(ioctl(v->fd, KVM_SET_SREGS, &s) == 0);
-	struct kvm_regs r = {.rip = GUEST_CODE, .rflags = 2};
-	CHECK(ioctl(v->fd, KVM_SET_REGS, &r) == 0);
+	load_realmode(&t->vm, GUEST_CODE, counter_code, sizeof counter_code);
 	t->token.token = 0x5eed5eed12345678ULL;
 	return true;
 }
@@ -243,7 +225,7 @@ static int restore_into(struct tvm *clone, const char *dir, char *err, size_t er
 
 TEST(clone_continues_from_saved_state)
 {
-	if (!have_kvm())
+	if (!kvm_usable())
 		return;
 	struct tvm orig, clone;
 	if (!tvm_boot(&orig))
@@ -254,11 +236,15 @@ TEST(clone_continues_from_saved_state)
 	if (!wait_outs(&orig, 1000))
 		goto out_orig;
 	CHECK(vm_pause(&orig.vm) == 0);
+	/* The pause may land between any two instructions of the loop, so
+	 * EBX and the last value written to the port may trail the memory
+	 * counter by one; the next value written is always last + 1. */
 	uint32_t saved = guest_counter(&orig);
 	uint64_t saved_rbx = vcpu_rbx(&orig);
+	uint32_t saved_last = orig.prog.last;
 	CHECK(saved >= 1000);
-	CHECK_EQ_INT(saved_rbx & 0xffffffff, saved); /* EBX counts with memory */
-	CHECK_EQ_INT(orig.prog.last, saved);
+	CHECK(saved - (uint32_t)saved_rbx <= 1); /* EBX counts with memory */
+	CHECK(saved - saved_last <= 1);
 	uint64_t clock_at_save = kvm_clock_ns(&orig);
 	if (!CHECK_EQ_INT(snapshot_save(&orig.vm, dir, err, sizeof err), 0)) {
 		fprintf(stderr, "  %s\n", err);
@@ -285,11 +271,11 @@ TEST(clone_continues_from_saved_state)
 
 	CHECK(vm_start_vcpus(&clone.vm) == 0);
 	if (wait_outs(&clone, 1000)) {
-		CHECK_EQ_INT(clone.prog.first, saved + 1);
+		CHECK_EQ_INT(clone.prog.first, saved_last + 1);
 		CHECK(vm_pause(&clone.vm) == 0);
 		uint32_t now = guest_counter(&clone);
 		CHECK(now > saved + 999);
-		CHECK_EQ_INT(vcpu_rbx(&clone) & 0xffffffff, now);
+		CHECK(now - (uint32_t)vcpu_rbx(&clone) <= 1);
 		/* The clone's writes stay in its private copy. */
 		memset(gpa_ptr(&clone.vm.mem, GUEST_SCRATCH, 64), 0xab, 64);
 		int fd = open(path, O_RDONLY);
@@ -341,7 +327,7 @@ static void flip_byte(const char *path, off_t at)
 
 TEST(corrupt_snapshots_refused)
 {
-	if (!have_kvm())
+	if (!kvm_usable())
 		return;
 	char *dir;
 	if (!save_sample(&dir))
@@ -384,7 +370,7 @@ out:
 
 TEST(mismatched_vm_refused)
 {
-	if (!have_kvm())
+	if (!kvm_usable())
 		return;
 	char *dir;
 	if (!save_sample(&dir))

@@ -1,8 +1,8 @@
 /*
- * test_vsock.c - virtio-vsock end to end without a guest: a fake VM (guest
- * RAM in the heap, the real event loop, no KVM) and a tiny driver in this
- * file that sets the device up through its MMIO registers, posts buffers
- * and reads completions, while real Unix sockets play the host side.
+ * test_vsock.c - virtio-vsock end to end without a guest: the fake VM and
+ * driver of fake_guest.h (guest RAM in the heap, the real event loop, no
+ * KVM) set the device up through its MMIO registers, post buffers and read
+ * completions, while real Unix sockets play the host side.
  */
 #include <fcntl.h>
 #include <linux/virtio_vsock.h>
@@ -11,119 +11,34 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../../lib/log.h"
-#include "../../lib/loop.h"
-#include "../snapfile.h"
-#include "../virtio/virtio.h"
-
 #include "../../lib/tests/test.h"
+#include "fake_guest.h"
 
-#define RAM_SIZE  (1 << 20)
-#define QN	  16
 #define GUEST_CID 3
 #define HDR	  ((uint32_t)sizeof(struct virtio_vsock_hdr))
+#define TRIES	  200 /* gq_used waits up to ~1 s */
 
-static struct vm vm;
-static struct vm_config vcfg;
 static char dir[] = "/tmp/test_vsock.XXXXXX";
 static char uds[200];
-static uint64_t base;
-
-struct gq {
-	int index;
-	uint64_t desc, avail, used, bufs;
-	uint16_t avail_idx, used_seen, next_desc;
-};
 static struct gq rxq = {.index = 0}, txq = {.index = 1}, evq = {.index = 2};
 
-/* --- a minimal driver ------------------------------------------------------- */
-
-static uint32_t mmio_r(uint64_t off)
-{
-	uint32_t v = 0;
-	bus_access(&vm.mmio, base + off, (uint8_t *)&v, 4, false);
-	return v;
-}
-
-static void mmio_w(uint64_t off, uint32_t v)
-{
-	bus_access(&vm.mmio, base + off, (uint8_t *)&v, 4, true);
-}
-
-static void wr16(uint64_t gpa, uint16_t v)
-{
-	memcpy(vm.mem.host + gpa, &v, 2);
-}
-
-static uint16_t rd16(uint64_t gpa)
-{
-	uint16_t v;
-	memcpy(&v, vm.mem.host + gpa, 2);
-	return v;
-}
-
-static void stop_cb(void *arg)
-{
-	loop_stop(arg);
-}
-
-/* Lets the device run for a while. */
-static void spin(int ms)
-{
-	struct loop_timer t = {0};
-	loop_timer_arm(vm.loop, &t, (uint64_t)ms, stop_cb, vm.loop);
-	loop_run(vm.loop);
-}
-
-/* Adds a one-descriptor chain; returns the buffer's guest address. */
-static uint64_t gq_add(struct gq *q, const void *data, uint32_t len, bool writable)
-{
-	uint16_t d = q->next_desc++ % QN;
-	uint64_t buf = q->bufs + (uint64_t)d * 0x1000;
-	if (data)
-		memcpy(vm.mem.host + buf, data, len);
-	struct virtq_desc desc = {.addr = buf, .len = len, .flags = writable ? VIRTQ_DESC_F_WRITE : 0};
-	memcpy(vm.mem.host + q->desc + 16 * d, &desc, 16);
-	wr16(q->avail + 4 + 2 * (q->avail_idx % QN), d);
-	q->avail_idx++;
-	wr16(q->avail + 2, q->avail_idx);
-	return buf;
-}
-
-static void kick(struct gq *q)
-{
-	mmio_w(0x050, (uint32_t)q->index);
-}
-
-/* The next completed chain of q, waiting up to ~1 s. */
-static bool gq_used(struct gq *q, uint32_t *id, uint32_t *len)
-{
-	for (int i = 0; i < 200 && rd16(q->used + 2) == q->used_seen; i++)
-		spin(5);
-	if (rd16(q->used + 2) == q->used_seen)
-		return false;
-	uint64_t e = q->used + 4 + 8ull * (q->used_seen % QN);
-	memcpy(id, vm.mem.host + e, 4);
-	memcpy(len, vm.mem.host + e + 4, 4);
-	q->used_seen++;
-	return true;
-}
+/* --- the guest side of vsock --------------------------------------------------- */
 
 /* Receives one packet from the device and reposts the buffer. */
 static bool rx(struct virtio_vsock_hdr *h, char *payload)
 {
 	uint32_t id, len;
-	if (!gq_used(&rxq, &id, &len))
+	if (!gq_used(&rxq, TRIES, &id, &len))
 		return false;
-	uint8_t *buf = vm.mem.host + rxq.bufs + (uint64_t)id * 0x1000;
+	uint8_t *buf = gq_buf(&rxq, id);
 	memcpy(h, buf, HDR);
 	if (payload) {
 		memcpy(payload, buf + HDR, h->len);
 		payload[h->len] = 0;
 	}
 	CHECK_EQ_INT(len, HDR + h->len);
-	gq_add(&rxq, NULL, 0x1000, true);
-	kick(&rxq);
+	gq_add(&rxq, NULL, GQ_BUF_SIZE, true);
+	gq_kick(&rxq);
 	return true;
 }
 
@@ -146,26 +61,15 @@ static void tx(uint16_t op, uint32_t src_port, uint32_t dst_port, uint32_t flags
 	if (data)
 		memcpy(pkt + HDR, data, h.len);
 	gq_add(&txq, pkt, HDR + h.len, false);
-	kick(&txq);
+	gq_kick(&txq);
 	spin(5);
 }
 
+/* Sets queue q up, checking the size the device offers and the ready bit. */
 static void queue_setup(struct gq *q)
 {
-	q->desc = 0x10000 + (uint64_t)q->index * 0x1000;
-	q->avail = q->desc + 0x400;
-	q->used = q->desc + 0x800;
-	q->bufs = 0x40000 + (uint64_t)q->index * 0x10000;
-	mmio_w(0x030, (uint32_t)q->index);
+	gq_setup(q);
 	CHECK_EQ_INT(mmio_r(0x034), 256);
-	mmio_w(0x038, QN);
-	mmio_w(0x080, (uint32_t)q->desc);
-	mmio_w(0x084, 0);
-	mmio_w(0x090, (uint32_t)q->avail);
-	mmio_w(0x094, 0);
-	mmio_w(0x0a0, (uint32_t)q->used);
-	mmio_w(0x0a4, 0);
-	mmio_w(0x044, 1);
 	CHECK_EQ_INT(mmio_r(0x044), 1);
 }
 
@@ -176,24 +80,16 @@ static void setup(void)
 	if (device_up)
 		return;
 	device_up = true;
-	log_set_level(LOG_ERROR);
 	if (!mkdtemp(dir))
 		abort();
 	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
-	vm.mem.host = calloc(1, RAM_SIZE);
-	vm.mem.size = vm.mem.low_size = RAM_SIZE;
-	vm.mem.backing_fd = -1;
-	vm.vm_fd = vm.kvm_fd = -1;
-	vm.loop = loop_new();
-	vm.cfg = &vcfg;
-	pthread_mutex_init(&vm.lock, NULL);
+	fake_vm_init();
 	struct vsock_config cfg = {.guest_cid = GUEST_CID, .uds_path = uds};
 	char err[256];
 	if (!CHECK_EQ_INT(virtio_vsock_create(&vm, &cfg, err, sizeof(err)), 0)) {
 		fprintf(stderr, "%s\n", err);
 		abort();
 	}
-	base = VIRTIO_MMIO_BASE;
 
 	CHECK_EQ_INT(mmio_r(0x000), 0x74726976);
 	CHECK_EQ_INT(mmio_r(0x004), 2);
@@ -202,19 +98,17 @@ static void setup(void)
 	mmio_w(0x070, 3);
 	mmio_w(0x014, 1);
 	CHECK_EQ_INT(mmio_r(0x010), 1); /* VERSION_1 */
-	mmio_w(0x024, 1);
-	mmio_w(0x020, 1);
-	mmio_w(0x070, 3 | 8);
+	driver_accept_version_1();
 	CHECK_EQ_INT(mmio_r(0x070), 11);
 	queue_setup(&rxq);
 	queue_setup(&txq);
 	queue_setup(&evq);
 	mmio_w(0x070, 15);
 	for (int i = 0; i < 8; i++)
-		gq_add(&rxq, NULL, 0x1000, true);
+		gq_add(&rxq, NULL, GQ_BUF_SIZE, true);
 	for (int i = 0; i < 2; i++)
 		gq_add(&evq, NULL, 4, true);
-	kick(&rxq);
+	gq_kick(&rxq);
 	spin(5);
 }
 
@@ -274,13 +168,13 @@ TEST(config_space_and_bad_accesses)
 {
 	setup();
 	uint64_t cid = 0;
-	bus_access(&vm.mmio, base + 0x100, (uint8_t *)&cid, 8, false);
+	bus_access(&vm.mmio, VIRTIO_MMIO_BASE + 0x100, (uint8_t *)&cid, 8, false);
 	CHECK_EQ_INT(cid, GUEST_CID);
 	uint8_t b = 0xff;
-	bus_access(&vm.mmio, base + 0x108, &b, 1, false); /* beyond the 8 bytes */
+	bus_access(&vm.mmio, VIRTIO_MMIO_BASE + 0x108, &b, 1, false); /* beyond the 8 bytes */
 	CHECK_EQ_INT(b, 0);
 	uint16_t w = 0xffff;
-	bus_access(&vm.mmio, base + 0x070, (uint8_t *)&w, 2, false); /* registers are 32-bit */
+	bus_access(&vm.mmio, VIRTIO_MMIO_BASE + 0x070, (uint8_t *)&w, 2, false); /* registers are 32-bit */
 	CHECK_EQ_INT(w, 0);
 	mmio_w(0x030, 7); /* no queue 7 */
 	CHECK_EQ_INT(mmio_r(0x034), 0);
@@ -466,12 +360,8 @@ TEST(restore_sends_transport_reset_and_state_roundtrips)
 	setup();
 	struct vm_device *d = &vm.devices[vm.nr_devices - 1];
 	struct snap_w w;
-	snap_w_init(&w);
-	w.dir = dir;
-	snap_w_begin(&w, SNAP_DEVICE, 0);
-	size_t start = w.b.len;
-	CHECK_EQ_INT(d->save(d->dev, &w), 0);
-	size_t plen = w.b.len - start;
+	size_t start, plen;
+	CHECK_EQ_INT(fake_save_device(d, &w, dir, &start, &plen), 0);
 	char err[256] = "";
 	CHECK_EQ_INT(d->load(d->dev, w.b.data + start, plen, err, sizeof(err)), 0);
 	CHECK_EQ_INT(d->load(d->dev, w.b.data + start, plen - 3, err, sizeof(err)), -1);
@@ -486,9 +376,9 @@ TEST(restore_sends_transport_reset_and_state_roundtrips)
 
 	d->restored(d->dev);
 	uint32_t id, len;
-	if (CHECK(gq_used(&evq, &id, &len))) {
+	if (CHECK(gq_used(&evq, TRIES, &id, &len))) {
 		uint32_t ev;
-		memcpy(&ev, vm.mem.host + evq.bufs + (uint64_t)id * 0x1000, 4);
+		memcpy(&ev, gq_buf(&evq, id), 4);
 		CHECK_EQ_INT(ev, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
 		CHECK_EQ_INT(len, 4);
 	}
@@ -521,7 +411,6 @@ TEST(teardown)
 	char c;
 	CHECK_EQ_INT(read(fd, &c, 1), 0);
 	close(fd);
-	loop_free(vm.loop);
-	free(vm.mem.host);
+	fake_vm_free();
 	rmdir(dir);
 }

@@ -45,20 +45,20 @@ static bool bit_get(const uint8_t *bm, uint64_t c)
 	return bm && (bm[c / 8] >> (c % 8)) & 1;
 }
 
-/* Reads exactly len bytes at off; bytes past the end of the file are zeros
- * (a sparse layer may end before its last cluster, a base is shorter than
- * its last cluster). */
-static int pread_full(int fd, void *buf, uint64_t len, uint64_t off)
+/* Moves exactly len bytes between buf and the file at off, going on after
+ * short transfers and EINTR. A read meets zeros past the end of the file (a
+ * sparse layer may end before its last cluster, a base is shorter than its
+ * last cluster). */
+static int pio_full(int fd, uint8_t *p, uint64_t len, uint64_t off, bool is_write)
 {
-	uint8_t *p = buf;
 	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
+		ssize_t n = is_write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -1;
 		}
-		if (n == 0) {
+		if (n == 0 && !is_write) {
 			memset(p, 0, len);
 			return 0;
 		}
@@ -69,21 +69,15 @@ static int pread_full(int fd, void *buf, uint64_t len, uint64_t off)
 	return 0;
 }
 
+static int pread_full(int fd, void *buf, uint64_t len, uint64_t off)
+{
+	return pio_full(fd, buf, len, off, false);
+}
+
+/* pio_full only reads from buf when is_write: casting const away is safe. */
 static int pwrite_full(int fd, const void *buf, uint64_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
+	return pio_full(fd, (uint8_t *)buf, len, off, true);
 }
 
 static void geometry(struct disk *d, uint64_t size)
@@ -290,6 +284,14 @@ static bool in_range(const struct disk *d, uint64_t off, uint64_t len)
 	return off <= d->size && len <= d->size - off;
 }
 
+/* How much of len bytes, starting at in within a cluster, lie in that cluster:
+ * reads and writes go a cluster at a time. */
+static uint32_t piece_len(uint32_t in, uint64_t len)
+{
+	uint32_t n = DISK_CLUSTER_SIZE - in;
+	return n > len ? (uint32_t)len : n;
+}
+
 int disk_read(struct disk *d, uint64_t off, uint64_t len, void *buf)
 {
 	if (!in_range(d, off, len)) {
@@ -300,9 +302,7 @@ int disk_read(struct disk *d, uint64_t off, uint64_t len, void *buf)
 	while (len) {
 		uint64_t c = off / DISK_CLUSTER_SIZE;
 		uint32_t in = off % DISK_CLUSTER_SIZE;
-		uint32_t n = DISK_CLUSTER_SIZE - in;
-		if (n > len)
-			n = (uint32_t)len;
+		uint32_t n = piece_len(in, len);
 		if (read_piece(d, c, in, n, p, false) < 0)
 			return -1;
 		p += n;
@@ -334,9 +334,7 @@ int disk_write(struct disk *d, uint64_t off, uint64_t len, const void *buf)
 	while (len) {
 		uint64_t c = off / DISK_CLUSTER_SIZE;
 		uint32_t in = off % DISK_CLUSTER_SIZE;
-		uint32_t n = DISK_CLUSTER_SIZE - in;
-		if (n > len)
-			n = (uint32_t)len;
+		uint32_t n = piece_len(in, len);
 		uint64_t at = d->data_off + c * DISK_CLUSTER_SIZE;
 		uint64_t cluster_len = d->size - c * DISK_CLUSTER_SIZE; /* the last cluster may be short */
 		if (cluster_len > DISK_CLUSTER_SIZE)

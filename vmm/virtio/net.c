@@ -74,6 +74,23 @@ static void tap_error(struct net *n, const char *what)
 	log_warn("virtio_net.tap", "%s: %s: %s (further errors not logged)", n->vd.name, what, strerror(errno));
 }
 
+/* How many bytes at the start of a chain the device strips or fills itself:
+ * the header, unless the TAP carries it. */
+static uint64_t hdr_skip(const struct net *n)
+{
+	return n->hdr_on_tap ? 0 : NET_HDR_LEN;
+}
+
+/* Fills iov (VIRTQ_MAX_SIZE entries) with the part of a chain that goes to
+ * the TAP (transmit) or takes what comes from it (receive, writable):
+ * everything past hdr_skip. Returns the number of entries. */
+static int tap_iov(const struct net *n, const struct virtq_chain *ch, bool writable, struct iovec *iov)
+{
+	uint64_t skip = hdr_skip(n);
+	uint64_t len = writable ? ch->writable_len : ch->readable_len;
+	return virtq_chain_iov(ch, writable, skip, len - skip, iov, VIRTQ_MAX_SIZE);
+}
+
 static void net_tx(struct net *n)
 {
 	struct virtq *vq = virtio_queue_get(&n->vd, NET_TXQ);
@@ -88,9 +105,8 @@ static void net_tx(struct net *n)
 			virtq_push(vq, ch->head, 0);
 			continue;
 		}
-		uint64_t skip = n->hdr_on_tap ? 0 : NET_HDR_LEN;
 		struct iovec iov[VIRTQ_MAX_SIZE];
-		int cnt = virtq_chain_iov(ch, false, skip, ch->readable_len - skip, iov, VIRTQ_MAX_SIZE);
+		int cnt = tap_iov(n, ch, false, iov);
 		if (writev(n->tap_fd, iov, cnt) < 0) {
 			/* A full TAP queue drops the frame, as a real link would. */
 			n->tx_dropped++;
@@ -122,9 +138,9 @@ static void net_rx(struct net *n)
 			virtq_push(vq, ch->head, 0);
 			continue;
 		}
-		uint64_t skip = n->hdr_on_tap ? 0 : NET_HDR_LEN;
+		uint64_t skip = hdr_skip(n);
 		struct iovec iov[VIRTQ_MAX_SIZE];
-		int cnt = virtq_chain_iov(ch, true, skip, ch->writable_len - skip, iov, VIRTQ_MAX_SIZE);
+		int cnt = tap_iov(n, ch, true, iov);
 		ssize_t r = readv(n->tap_fd, iov, cnt);
 		if (r < 0 || (uint64_t)r + skip < NET_HDR_LEN) {
 			virtq_unpop(vq);
