@@ -99,72 +99,142 @@ select_accel() {
 }
 
 # --- run and parse -------------------------------------------------------------------
+# Every test announces itself with its timeout ("CUBETEST-RUN name
+# timeout=Ns") and L1 kills a test that overruns. If L1 itself stops
+# answering (seen rarely with TCG's emulated SVM: both L1 CPUs spinning, no
+# console output, no test timeout firing), the watchdog here kills it
+# WATCHDOG_GRACE seconds after the running test's own deadline, and the
+# tests that did not report are run once more in a fresh L1. A test that
+# reported FAIL is never rerun: only a dead L1 is retried, and the hang is
+# reported either way.
+WATCHDOG_GRACE=${WATCHDOG_GRACE:-90}
 mkdir -p "$OUT"
 t_build=$SECONDS
 build_payload
+BUILD_SECS=$((SECONDS - t_build))
 select_accel
-SHARE=$OUT/share-$SUITE
-rm -rf "$SHARE"
-mkdir -p "$SHARE"
 LOG=$OUT/serial-$SUITE.log
 RESULTS=$OUT/results-$SUITE.txt
+SHARE=$OUT/share-$SUITE
 : >"$RESULTS"
-APPEND="console=ttyS0 quiet loglevel=1 panic=-1 cubetest.suite=$SUITE"
-[ -n "$ONLY" ] && APPEND="$APPEND cubetest.only=$ONLY"
-# Benchmark sizes (bench.sh's defaults: 3 cold boots, 10 clones).
-[ -n "${N_BOOT:-}" ] && APPEND="$APPEND cubetest.n_boot=$N_BOOT"
-[ -n "${N_CLONES:-}" ] && APPEND="$APPEND cubetest.n_clones=$N_CLONES"
-DISK=()
-[ -f "$ROOTFS" ] && DISK=(-drive "file=$ROOTFS,if=virtio,format=raw,readonly=on")
-CMD=(qemu-system-x86_64 $ACCEL -smp 2 -m "$L1_MEM" -nodefaults -no-user-config -display none -monitor none
-	-no-reboot -serial stdio -kernel "$KDIR/boot/vmlinuz-$RELEASE" -initrd "$OUT/initrd.img" -append "$APPEND"
-	"${DISK[@]}" -virtfs "local,path=$SHARE,mount_tag=out,security_model=none,id=out")
-echo "qemu-$SUITE: L1 $RELEASE, accelerator $ACCEL_NAME, payload $(du -h "$OUT/payload.cpio" | cut -f1)" \
-	"(built in $((SECONDS - t_build)) s), timeout ${TIMEOUT}s, log $LOG"
-echo "qemu-$SUITE: ${CMD[*]}" >"$LOG.cmd"
+rm -rf "$SHARE"
+hangs=""
 
-t0=$SECONDS
-current=""
-ended=""
-: >"$LOG"
-timeout -k 10 "$TIMEOUT" "${CMD[@]}" </dev/null 2>&1 | while IFS= read -r line; do
-	line=${line//$'\r'/}
-	printf '[%6.1f] %s\n' "$((SECONDS - t0))" "$line" >>"$LOG"
-	# Console noise (escape sequences) may precede a marker on its line.
-	case $line in
-	*CUBETEST-L1\ *) echo "  L1: ${line#*CUBETEST-L1 }" ;;
-	*CUBETEST-RUN\ *) echo "  ... ${line#*CUBETEST-RUN }" ;;
-	*CUBETEST-LOG\ *) echo "      ${line#*CUBETEST-LOG }" ;;
-	*CUBETEST-END*) echo "${line#*CUBETEST-END}" >"$OUT/.ended" ;;
-	*"CUBETEST "*)
-		r=${line#*CUBETEST }
-		echo "$r" >>"$RESULTS"
-		set -- $r
-		printf '%-4s %s %s\n' "$2" "$1" "${r#* * }"
-		;;
-	*"CUBEBENCH| "*) echo "${line#*CUBEBENCH| }" | tee -a "$OUT/bench.txt" ;;
-	esac
-done
-rc=${PIPESTATUS[0]}
-elapsed=$((SECONDS - t0))
-[ "$SUITE" = bench ] && [ -f "$OUT/bench.txt" ] && mv "$OUT/bench.txt" "$OUT/bench-$(date +%Y%m%d-%H%M%S).txt"
+# The tests of this suite, in order (names from ct_register lines), limited
+# to $ONLY when given.
+suite_tests() {
+	[ "$SUITE" = test ] || return 0
+	local t
+	for t in $(awk '$1 == "ct_register" {print $2}' "$HERE"/l1/tests/*.sh); do
+		if [ -z "$ONLY" ] || [[ ",$ONLY," == *",$t,"* ]]; then echo "$t"; fi
+	done
+}
 
-passed=$(awk '$2 == "PASS"' "$RESULTS" | wc -l)
-failed=$(awk '$2 == "FAIL"' "$RESULTS" | wc -l)
-skipped=$(awk '$2 == "SKIP"' "$RESULTS" | wc -l)
-problem=""
-if [ ! -f "$OUT/.ended" ]; then
-	last=$(grep -o 'CUBETEST-RUN [^ ]*' "$LOG" | tail -n 1 | cut -d' ' -f2)
+# run_l1 ATTEMPT ONLY_LIST: one L1 boot; appends results to $RESULTS.
+# Returns 0 when L1 reported its end, 1 when it died or timed out, 2 when
+# the watchdog killed a hung L1.
+run_l1() {
+	local attempt=$1 only=$2 log=$LOG share=$SHARE/attempt$1
+	[ "$attempt" -gt 1 ] && log=$LOG.$attempt
+	mkdir -p "$share"
+	local append="console=ttyS0 quiet loglevel=4 panic=-1 cubetest.suite=$SUITE"
+	[ -n "$only" ] && append="$append cubetest.only=$only"
+	# Benchmark sizes (bench.sh's defaults: 3 cold boots, 10 clones).
+	[ -n "${N_BOOT:-}" ] && append="$append cubetest.n_boot=$N_BOOT"
+	[ -n "${N_CLONES:-}" ] && append="$append cubetest.n_clones=$N_CLONES"
+	local disk=()
+	[ -f "$ROOTFS" ] && disk=(-drive "file=$ROOTFS,if=virtio,format=raw,readonly=on")
+	local pidfile=$OUT/qemu-$SUITE.pid
+	rm -f "$pidfile" "$OUT/.ended" "$OUT/.hung"
+	local cmd=(qemu-system-x86_64 $ACCEL -smp 2 -m "$L1_MEM" -nodefaults -no-user-config -display none -monitor none
+		-no-reboot -serial stdio -pidfile "$pidfile" -kernel "$KDIR/boot/vmlinuz-$RELEASE" -initrd "$OUT/initrd.img"
+		-append "$append" "${disk[@]}" -virtfs "local,path=$share,mount_tag=out,security_model=none,id=out")
+	echo "qemu-$SUITE: L1 $RELEASE, accelerator $ACCEL_NAME, payload $(du -h "$OUT/payload.cpio" | cut -f1)" \
+		"(built in ${BUILD_SECS} s), timeout ${TIMEOUT}s, log $log$([ "$attempt" -gt 1 ] && echo ", attempt $attempt")"
+	echo "qemu-$SUITE: ${cmd[*]}" >"$log.cmd"
+	local t0=$SECONDS line r deadline=""
+	: >"$log"
+	timeout -k 10 "$TIMEOUT" "${cmd[@]}" </dev/null 2>&1 | {
+		while :; do
+			IFS= read -r -t 10 line
+			r=$?
+			if [ "$r" -ne 0 ]; then
+				[ "$r" -gt 128 ] || break # not a timeout: EOF, QEMU is gone
+				if [ -n "$deadline" ] && [ "$SECONDS" -gt "$deadline" ] && [ -s "$pidfile" ]; then
+					echo "$current" >"$OUT/.hung"
+					echo "qemu-$SUITE: L1 stopped responding during $current (no output ${WATCHDOG_GRACE}s past" \
+						"its timeout): killing it"
+					kill "$(cat "$pidfile")" 2>/dev/null
+					deadline=""
+				fi
+				continue
+			fi
+			line=${line//$'\r'/}
+			printf '[%6.1f] %s\n' "$((SECONDS - t0))" "$line" >>"$log"
+			# Console noise (escape sequences) may precede a marker on its line.
+			case $line in
+			*CUBETEST-L1\ *) echo "  L1: ${line#*CUBETEST-L1 }" ;;
+			*CUBETEST-RUN\ *)
+				r=${line#*CUBETEST-RUN }
+				echo "  ... $r"
+				current=${r%% *}
+				r=${r#*timeout=}
+				deadline=$((SECONDS + ${r%%s*} + WATCHDOG_GRACE))
+				;;
+			*CUBETEST-LOG\ *) echo "      ${line#*CUBETEST-LOG }" ;;
+			*CUBETEST-END*) echo "${line#*CUBETEST-END}" >"$OUT/.ended" ;;
+			*"CUBETEST "*)
+				r=${line#*CUBETEST }
+				echo "$r" >>"$RESULTS"
+				set -- $r
+				printf '%-4s %s %s\n' "$2" "$1" "${r#* * }"
+				deadline=""
+				;;
+			*"CUBEBENCH| "*) echo "${line#*CUBEBENCH| }" | tee -a "$OUT/bench.txt" ;;
+			esac
+		done
+	}
+	local rc=${PIPESTATUS[0]}
+	echo "qemu-$SUITE: L1 ran $((SECONDS - t0))s; log $log; artifacts $share"
+	if [ -f "$OUT/.ended" ]; then
+		rm -f "$OUT/.ended"
+		return 0
+	fi
+	local last
+	last=$(grep -o 'CUBETEST-RUN [^ ]*' "$log" | tail -n 1 | cut -d' ' -f2)
+	if [ -f "$OUT/.hung" ]; then
+		hangs="$hangs $(cat "$OUT/.hung")"
+		rm -f "$OUT/.hung"
+		return 2
+	fi
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 		problem="L1 timed out after ${TIMEOUT}s"
 	else
 		problem="L1 stopped (QEMU exit $rc) before reporting the end"
 	fi
 	[ -n "$last" ] && ! grep -q "^$last " "$RESULTS" && problem="$problem, during test $last"
-	failed=$((failed + 1))
+	return 1
+}
+
+problem=""
+run_l1 1 "$ONLY"
+status=$?
+if [ "$status" -eq 2 ]; then
+	remaining=$(for t in $(suite_tests); do grep -q "^$t " "$RESULTS" || echo "$t"; done | paste -sd, -)
+	if [ "$SUITE" = test ] && [ -n "$remaining" ]; then
+		echo "qemu-$SUITE: running the tests that did not report ($remaining) in a fresh L1"
+		run_l1 2 "$remaining"
+		status=$?
+	fi
+	[ "$status" -eq 2 ] && problem="L1 stopped responding twice (during:$hangs)"
 fi
-rm -f "$OUT/.ended"
-echo "qemu-$SUITE: L1 ran ${elapsed}s; log $LOG; artifacts $SHARE"
+[ "$SUITE" = bench ] && [ -f "$OUT/bench.txt" ] && mv "$OUT/bench.txt" "$OUT/bench-$(date +%Y%m%d-%H%M%S).txt"
+
+passed=$(awk '$2 == "PASS"' "$RESULTS" | wc -l)
+failed=$(awk '$2 == "FAIL"' "$RESULTS" | wc -l)
+skipped=$(awk '$2 == "SKIP"' "$RESULTS" | wc -l)
+[ "$status" -ne 0 ] && failed=$((failed + 1))
+[ -n "$hangs" ] && echo "qemu-$SUITE: L1 hung during:$hangs (see the serial logs)"
 [ -n "$problem" ] && echo "qemu-$SUITE: $problem"
 if [ "$SUITE" = test ]; then
 	echo "qemu-test: $passed passed, $failed failed$([ "$skipped" -gt 0 ] && echo ", $skipped skipped")"
