@@ -89,6 +89,7 @@ FUZZERS    := $(patsubst lib/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard lib/fuzz/fuzz_*
               $(patsubst agent/fuzz/%.c,$(BUILD)/fuzz/agent/%,$(wildcard agent/fuzz/fuzz_*.c))
 
 include vmm/vmm.mk
+include cubeos/cubeos.mk
 -include kernel/kernel.mk initramfs/initramfs.mk qemu-tests/qemu-tests.mk
 
 $(BUILD)/san/test_%: lib/tests/test_%.c $(LIB_SRCS) $(wildcard lib/*.h lib/fuzz/*.h) lib/tests/test.h

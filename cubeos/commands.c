@@ -1,0 +1,104 @@
+/*
+ * commands.c - the admin shell's command table, and the commands that are a
+ * few lines each. The bigger ones live in cmd_*.c.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shell.h"
+
+static void cmd_help(struct shell *sh, int argc, char **argv)
+{
+	shell_printf(sh, "commands:\r\n");
+	for (const struct shell_cmd *c = shell_cmds; c->name; c++) {
+		char usage[80];
+		snprintf(usage, sizeof usage, "%s %s", c->name, c->args);
+		shell_printf(sh, "  %-32s %s\r\n", usage, c->help);
+	}
+}
+
+static void cmd_ca(struct shell *sh, int argc, char **argv)
+{
+	shell_printf(sh, "ca: the appliance CA is not yet available in this version\r\n");
+}
+
+static void cmd_needs_api(struct shell *sh, int argc, char **argv)
+{
+	shell_printf(sh, "not available until the API service exists\r\n");
+}
+
+/* Booted from the ISO or over PXE, the kernel command line says so. */
+static bool booted_live(void)
+{
+	char cmdline[4096] = "";
+	FILE *f = fopen("/proc/cmdline", "r");
+	if (f) {
+		if (!fgets(cmdline, sizeof cmdline, f))
+			cmdline[0] = '\0';
+		fclose(f);
+	}
+	return strstr(cmdline, "cubeos.boot=iso") || strstr(cmdline, "cubeos.boot=pxe");
+}
+
+static void cmd_install(struct shell *sh, int argc, char **argv)
+{
+	if (!sh->os || !sh->os->pid1)
+		shell_printf(sh, "install: not available in test mode (only when booted from the ISO or PXE)\r\n");
+	else if (!booted_live())
+		shell_printf(sh, "install: this system runs from its disk; install works only when booted from the ISO "
+				 "or PXE\r\n");
+	else
+		shell_printf(sh, "install: installing to %s is not yet available in this version\r\n", argv[0]);
+}
+
+const char *power_action_name(enum power_action a)
+{
+	static const char *const names[] = {"none", "reboot", "halt", "poweroff"};
+	return (unsigned)a < 4 ? names[a] : "?";
+}
+
+static void power(struct shell *sh, enum power_action a)
+{
+	shell_printf(sh, "%s: stopping services...\r\n", power_action_name(a));
+	if (sh->os && sh->os->request_power)
+		sh->os->request_power(sh->os, a);
+}
+
+static void cmd_reboot(struct shell *sh, int argc, char **argv)
+{
+	power(sh, POWER_REBOOT);
+}
+
+static void cmd_poweroff(struct shell *sh, int argc, char **argv)
+{
+	power(sh, POWER_POWEROFF);
+}
+
+static void cmd_exit(struct shell *sh, int argc, char **argv)
+{
+	/* The password prompt follows when the line ends. */
+	sh->mode = SHELL_LOGIN;
+	shell_printf(sh, "logged out\r\n");
+}
+
+const struct shell_cmd shell_cmds[] = {
+    {"help", "", "this list", 0, 0, cmd_help},
+    {"status", "", "services, uptime, memory, KVM, sandboxes", 0, 0, cmd_status},
+    {"net show", "", "interfaces, addresses, routes, saved config", 0, 0, cmd_net_show},
+    {"net set", "dhcp | static IFACE ADDR/PREFIX GATEWAY [DNS...]", "save the network config", 1, 8, cmd_net_set},
+    {"apikey list", "", "API keys (hashes only are stored)", 0, 0, cmd_apikey_list},
+    {"apikey create", "[NAME]", "make an API key, shown once", 0, 1, cmd_apikey_create},
+    {"apikey revoke", "ID", "delete an API key", 1, 1, cmd_apikey_revoke},
+    {"ca", "", "print the appliance CA certificate", 0, 0, cmd_ca},
+    {"logs", "SERVICE [LINES]", "last lines of a service's log", 1, 2, cmd_logs},
+    {"sandbox list", "", "running sandboxes", 0, 0, cmd_needs_api},
+    {"sandbox kill", "ID", "stop a sandbox", 1, 1, cmd_needs_api},
+    {"template list", "", "templates", 0, 0, cmd_needs_api},
+    {"install", "DISK", "install to DISK (from the ISO or PXE)", 1, 1, cmd_install},
+    {"reboot", "", "stop services cleanly and reboot", 0, 0, cmd_reboot},
+    {"poweroff", "", "stop services cleanly and power off", 0, 0, cmd_poweroff},
+    {"exit", "", "log out (also: logout, Ctrl-D)", 0, 0, cmd_exit},
+    {"logout", "", "log out", 0, 0, cmd_exit},
+    {NULL, NULL, NULL, 0, 0, NULL},
+};

@@ -1,0 +1,113 @@
+/*
+ * service.h - the supervisor of the appliance daemons.
+ *
+ * Services are declared in a table (services.c, or a JSON file in test mode):
+ * name, argv, the services it depends on, extra environment. They start in
+ * dependency order, are restarted with exponential backoff when they exit,
+ * and are stopped in reverse order at shutdown (SIGTERM, then SIGKILL after a
+ * timeout). Their stdout and stderr go through pipes into JSON-lines files
+ * <log_dir>/<name>.log (see svclog.h).
+ */
+#ifndef CUBEOS_SERVICE_H
+#define CUBEOS_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../lib/loop.h"
+#include "svclog.h"
+
+/* One table entry. Every array is NULL-terminated; deps and env may be NULL. */
+struct service_def {
+	char *name;
+	char **argv;
+	char **deps;
+	char **env; /* "KEY=value", on top of a fixed base environment */
+};
+
+enum service_state {
+	SVC_STOPPED,  /* not started yet, or stopped at shutdown */
+	SVC_STARTING, /* forked less than SVC_SETTLE_MS ago */
+	SVC_RUNNING,
+	SVC_BACKOFF,  /* exited; restart timer armed */
+	SVC_STOPPING, /* SIGTERM sent, waiting for the exit */
+	SVC_FAILED,   /* could not be spawned (pipe/fork failed); retried like a crash */
+};
+
+#define SVC_SETTLE_MS 1000
+
+/* Restart delays: initial, doubled after each crash up to max, and back to
+ * initial once a run lasted reset_after ms. */
+struct backoff {
+	uint64_t initial_ms, max_ms, reset_after_ms;
+	uint64_t next_ms;
+};
+#define BACKOFF_DEFAULT                                                                                                \
+	{                                                                                                              \
+		500, 30000, 60000, 500                                                                                 \
+	}
+
+/* The delay before the next restart of a service that ran for ran_ms. */
+uint64_t backoff_delay(struct backoff *b, uint64_t ran_ms);
+
+/* Topological order of defs[0..n) into order[0..n): every service comes
+ * after its dependencies, ties in table order. Returns 0, or -1 with a one-line
+ * reason (unknown dependency, dependency cycle "a -> b -> a", duplicate name). */
+int service_order(const struct service_def *defs, size_t n, size_t *order, char *err, size_t errsz);
+
+struct service {
+	struct service_def def;
+	struct service_set *set;
+	enum service_state state;
+	pid_t pid;
+	unsigned restarts;
+	bool has_exited;
+	int last_status;     /* wait status of the last exit */
+	uint64_t since_ms;   /* monotonic time of the last state change */
+	uint64_t started_ms; /* monotonic time of the last fork */
+	struct backoff backoff;
+	struct loop_child child;
+	struct loop_timer timer; /* settle, restart or kill, depending on state */
+	struct svclog log;
+};
+
+struct service_set {
+	struct loop *loop;
+	struct service *svc;
+	size_t n;
+	size_t *order;
+	uint64_t stop_timeout_ms;
+	struct backoff backoff; /* template copied into every service */
+	/* Shutdown progress: services are stopped one by one from order[n-1]. */
+	bool stopping;
+	size_t stop_left;
+	void (*stopped_fn)(void *arg);
+	void *stopped_arg;
+};
+
+/* Takes ownership of defs (an array of n, freed by service_set_free). log_dir
+ * must exist. console_fd receives warn+ lines (-1: none). Returns NULL with a
+ * reason in err when the table is invalid. */
+struct service_set *service_set_new(struct loop *l, struct service_def *defs, size_t n, const char *log_dir,
+				    int console_fd, char *err, size_t errsz);
+void service_set_free(struct service_set *set);
+
+void service_start_all(struct service_set *set);
+/* Stops every service in reverse dependency order, then calls fn(arg). */
+void service_stop_all(struct service_set *set, void (*fn)(void *arg), void *arg);
+struct service *service_find(struct service_set *set, const char *name);
+
+const char *service_state_name(enum service_state s);
+/* "exit 1", "signal 9 (Killed)" or "-" into out. */
+void service_describe_exit(const struct service *s, char *out, size_t outsz);
+
+/* The appliance's own table (services.c). */
+size_t appliance_services(struct service_def **out);
+/* A table from JSON: [{"name":..,"argv":[..],"deps":[..],"env":[..]}]. */
+int service_defs_from_json(const char *text, size_t len, struct service_def **out, size_t *n, char *err, size_t errsz);
+void service_defs_free(struct service_def *defs, size_t n);
+void service_def_clear(struct service_def *d);
+
+#endif

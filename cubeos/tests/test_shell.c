@@ -1,0 +1,223 @@
+/* test_shell.c - the admin shell: word splitting, and whole sessions over pipes with the real event loop. */
+#include "../shell.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../config.h"
+#include "../service.h"
+#include "../../lib/buf.h"
+#include "../../lib/tests/test.h"
+#include "tmpdir.h"
+
+TEST(split_words_and_quotes)
+{
+	char line[] = "  apikey create \"my ci key\" 'a b'c  ";
+	char *argv[8];
+	const char *err = NULL;
+	if (!CHECK_EQ_INT(shell_split(line, argv, 8, &err), 4))
+		return;
+	CHECK_STREQ(argv[0], "apikey");
+	CHECK_STREQ(argv[2], "my ci key");
+	CHECK_STREQ(argv[3], "a bc");
+	char bad[] = "logs \"x";
+	CHECK_EQ_INT(shell_split(bad, argv, 8, &err), -1);
+	CHECK_STREQ(err, "unterminated quote");
+	char many[] = "a b c d e f g h i";
+	CHECK_EQ_INT(shell_split(many, argv, 8, &err), -1);
+	char empty[] = "   ";
+	CHECK_EQ_INT(shell_split(empty, argv, 8, &err), 0);
+}
+
+/* --- sessions ------------------------------------------------------------------- */
+
+struct session {
+	struct cubeos os;
+	struct config config;
+	int to_shell[2], from_shell[2];
+	struct shell_tty *tty;
+	struct buf out;
+	char *dir;
+	enum power_action power;
+};
+
+static void record_power(struct cubeos *c, enum power_action a)
+{
+	c->shutting_down = a;
+}
+
+static void session_open(struct session *s)
+{
+	memset(s, 0, sizeof *s);
+	s->dir = tmpdir_make("sh");
+	char path[300];
+	snprintf(path, sizeof path, "%s/config", s->dir);
+	struct first_boot fb;
+	config_open(&s->config, path, 1000, &fb);
+	s->config.durable = false;
+	config_set_password(&s->config, "letmein");
+	snprintf(path, sizeof path, "%s/logs", s->dir);
+	mkdir(path, 0700);
+	s->os.loop = loop_new();
+	s->os.config = &s->config;
+	s->os.state_dir = s->dir;
+	s->os.started_ms = mono_ms();
+	s->os.request_power = record_power;
+	/* One service, so status and logs have something real to show. */
+	struct service_def *d = calloc(1, sizeof *d);
+	d->name = strdup("echoer");
+	d->argv = calloc(4, sizeof(char *));
+	d->argv[0] = strdup("/bin/sh");
+	d->argv[1] = strdup("-c");
+	d->argv[2] = strdup("echo hello from echoer; exec sleep 30");
+	char err[128];
+	s->os.services = service_set_new(s->os.loop, d, 1, path, -1, err, sizeof err);
+	service_start_all(s->os.services);
+	pipe2(s->to_shell, O_CLOEXEC);
+	pipe2(s->from_shell, O_CLOEXEC);
+	s->tty = shell_tty_attach(&s->os, s->to_shell[0], s->from_shell[1], NULL, NULL);
+	shell_tty_shell(s->tty)->lock_ms = 300;
+	fd_nonblock(s->from_shell[0]);
+}
+
+static void stop_loop(void *arg)
+{
+	loop_stop(arg);
+}
+
+/* Sends text, runs the loop for ms, and returns everything the shell wrote since the last call. */
+static const char *say(struct session *s, const char *text, uint64_t ms)
+{
+	if (text)
+		CHECK_EQ_INT(write(s->to_shell[1], text, strlen(text)), strlen(text));
+	struct loop_timer t = {0};
+	loop_timer_arm(s->os.loop, &t, ms, stop_loop, s->os.loop);
+	loop_run(s->os.loop);
+	buf_reset(&s->out);
+	char chunk[4096];
+	ssize_t r;
+	while ((r = read(s->from_shell[0], chunk, sizeof chunk)) > 0)
+		buf_append(&s->out, chunk, (size_t)r);
+	return s->out.data ? s->out.data : "";
+}
+
+static void session_close(struct session *s)
+{
+	struct service_set *set = s->os.services;
+	kill(set->svc[0].pid, SIGKILL);
+	shell_tty_free(s->tty);
+	service_set_free(set);
+	loop_free(s->os.loop);
+	config_close(&s->config);
+	for (int i = 0; i < 2; i++) {
+		close(s->to_shell[i]);
+		close(s->from_shell[i]);
+	}
+	buf_free(&s->out);
+	tmpdir_remove(s->dir);
+	free(s->dir);
+}
+
+TEST(session_login_status_unknown_apikeys_logs)
+{
+	struct session s;
+	session_open(&s);
+	CHECK(strstr(say(&s, NULL, 50), "Password: ") != NULL);
+	const char *o = say(&s, "wrong\n", 50);
+	CHECK(strstr(o, "wrong password") != NULL);
+	CHECK(strstr(o, "wrong\n") == NULL); /* passwords are not echoed */
+	o = say(&s, "letmein\r\n", 50);
+	CHECK(strstr(o, "logged in") && strstr(o, "cubeos> "));
+
+	o = say(&s, "status\n", 50);
+	CHECK(strstr(o, "hostname   cubeos-") != NULL);
+	CHECK(strstr(o, "echoer") && strstr(o, "starting"));
+	CHECK(strstr(o, "kvm ") && strstr(o, "memory ") && strstr(o, "uptime "));
+	CHECK(strstr(o, "sandboxes  API not running yet") != NULL);
+
+	o = say(&s, "frobnicate now\n", 50);
+	CHECK(strstr(o, "unknown command \"frobnicate\"; type help") != NULL);
+	o = say(&s, "apikey\n", 50);
+	CHECK(strstr(o, "apikey create [NAME]") != NULL);
+	o = say(&s, "apikey revoke\n", 50);
+	CHECK(strstr(o, "usage: apikey revoke ID") != NULL);
+
+	o = say(&s, "apikey create \"deploy bot\"\n", 50);
+	const char *key = strstr(o, "key  e2b_");
+	CHECK(key != NULL);
+	char id[17] = "";
+	const char *idp = strstr(o, "id   ");
+	if (idp)
+		sscanf(idp + 5, "%16s", id);
+	o = say(&s, "apikey list\n", 50);
+	CHECK(strstr(o, "deploy bot") && strstr(o, id) && strstr(o, "admin"));
+	CHECK(strstr(o, "e2b_") == NULL); /* list never shows keys */
+	char cmd[64];
+	snprintf(cmd, sizeof cmd, "apikey revoke %s\n", id);
+	CHECK(strstr(say(&s, cmd, 50), "revoked") != NULL);
+	CHECK(strstr(say(&s, "apikey list\n", 50), "deploy bot") == NULL);
+	CHECK(strstr(say(&s, "apikey revoke nope\n", 50), "no API key with id") != NULL);
+
+	o = say(&s, "logs echoer\n", 50);
+	CHECK(strstr(o, "\"msg\":\"hello from echoer\"") != NULL);
+	CHECK(strstr(say(&s, "logs nosuch\n", 50), "error: no service \"nosuch\"") != NULL);
+	CHECK(strstr(say(&s, "logs echoer 0\n", 50), "LINES is a number") != NULL);
+
+	CHECK(strstr(say(&s, "net set static eth0 10.0.0.2/24 10.0.0.1 9.9.9.9\n", 50), "saved; applied at next boot"));
+	CHECK(strstr(say(&s, "net set static eth0 10.0.0.2/33 10.0.0.1\n", 50), "ADDR/PREFIX must look like"));
+	CHECK(strstr(say(&s, "net set bogus\n", 50), "expected dhcp or static"));
+	CHECK(strstr(say(&s, "net show\n", 50), "\"mode\":\"static\""));
+	CHECK(strstr(say(&s, "ca\n", 50), "not yet available"));
+	CHECK(strstr(say(&s, "sandbox list\n", 50), "not available until the API service exists"));
+	CHECK(strstr(say(&s, "install /dev/sda\n", 50), "not available in test mode"));
+	CHECK(strstr(say(&s, "help\n", 50), "apikey revoke ID"));
+	CHECK(strstr(say(&s, "reboot\n", 50), "reboot: stopping services"));
+	CHECK_EQ_INT(s.os.shutting_down, POWER_REBOOT);
+	o = say(&s, "exit\n", 50);
+	CHECK(strstr(o, "logged out\r\nPassword: ") != NULL);
+	CHECK(strstr(strstr(o, "Password: ") + 1, "Password: ") == NULL); /* one prompt */
+	session_close(&s);
+}
+
+TEST(session_three_wrong_passwords_lock_for_a_while)
+{
+	struct session s;
+	session_open(&s);
+	say(&s, NULL, 20);
+	const char *o = say(&s, "a\nb\nc\nletmein\n", 50);
+	CHECK(strstr(o, "too many wrong passwords") != NULL);
+	CHECK(strstr(o, "logged in") == NULL); /* typed while locked: dropped */
+	o = say(&s, NULL, 400);
+	CHECK(strstr(o, "Password: ") != NULL);
+	CHECK(strstr(say(&s, "letmein\n", 50), "logged in") != NULL);
+	session_close(&s);
+}
+
+TEST(session_editing_and_bad_input)
+{
+	struct session s;
+	session_open(&s);
+	say(&s, "letmein\n", 50);
+	/* Backspace fixes a typo; arrow keys and control bytes are ignored. */
+	CHECK(strstr(say(&s, "helq\x7fp\x1b[A\x01\n", 50), "commands:") != NULL);
+	/* Ctrl-C drops the line. */
+	const char *o = say(&s, "poweroff\x03", 50);
+	CHECK(strstr(o, "^C") != NULL);
+	CHECK_EQ_INT(s.os.shutting_down, POWER_NONE);
+	/* A very long line is refused, and the shell goes on. */
+	char *big = malloc(5000);
+	memset(big, 'x', 4998);
+	big[4998] = '\n';
+	big[4999] = '\0';
+	CHECK(strstr(say(&s, big, 50), "line too long") != NULL);
+	free(big);
+	CHECK(strstr(say(&s, "status\n", 50), "hostname") != NULL);
+	CHECK(strstr(say(&s, "\"unterminated\n", 50), "unterminated quote") != NULL);
+	/* Ctrl-D logs out. */
+	CHECK(strstr(say(&s, "\x04", 50), "logged out") != NULL);
+	CHECK(strstr(say(&s, "status\n", 50), "wrong password") != NULL);
+	session_close(&s);
+}
