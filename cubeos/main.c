@@ -243,6 +243,18 @@ static int run_placeholder(const char *name)
 	return 0;
 }
 
+/* The host kernel has every driver built in; it keeps CONFIG_MODULES only
+ * because 6.1's BPF JIT depends on it. Closing module loading at boot means
+ * nothing, not even a compromised daemon, can add kernel code later. */
+static void disable_module_loading(void)
+{
+	int fd = open("/proc/sys/kernel/modules_disabled", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "1\n", 2) != 2)
+		log_warn("boot", "cannot disable module loading: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--placeholder") == 0)
@@ -265,6 +277,7 @@ int main(int argc, char **argv)
 		console_attach();
 		setsid();
 		reboot(RB_DISABLE_CAD);
+		disable_module_loading();
 	}
 	os.loop = loop_new();
 	if (!os.loop) {
