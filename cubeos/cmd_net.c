@@ -1,12 +1,10 @@
 /*
- * cmd_net.c - net show (interfaces from /sys, addresses from getifaddrs,
- * IPv4 routes from /proc/net/route, the saved config) and net set (checks
- * and saves network.json; the network part of cubeos applies it at boot).
+ * cmd_net.c - net show (links, IPv4 addresses and routes over netlink, how
+ * each NIC is configured and its DHCP lease, the saved config) and net set
+ * (checks and saves network.json, then applies it to the running network).
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
-#include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -16,92 +14,79 @@
 #include "../lib/buf.h"
 #include "../lib/json.h"
 #include "config.h"
+#include "net.h"
+#include "netlink.h"
 #include "shell.h"
 
-static void read_sys(const char *iface, const char *attr, char *out, size_t outsz)
+static const char *oper_name(uint8_t s)
 {
-	char path[256];
-	snprintf(path, sizeof path, "/sys/class/net/%s/%s", iface, attr);
-	FILE *f = fopen(path, "r");
-	out[0] = '\0';
-	if (f) {
-		if (!fgets(out, (int)outsz, f))
-			out[0] = '\0';
-		fclose(f);
-	}
-	out[strcspn(out, "\n")] = '\0';
+	static const char *const names[] = {"unknown", "notpresent", "down", "lowerdown", "testing", "dormant", "up"};
+	return s < sizeof names / sizeof names[0] ? names[s] : "?";
 }
 
-static void show_addresses(struct shell *sh, const char *iface)
+static const char *link_name(const struct nl_link *links, int n, int index)
 {
-	struct ifaddrs *all, *a;
-	if (getifaddrs(&all) < 0)
-		return;
-	for (a = all; a; a = a->ifa_next) {
-		if (!a->ifa_addr || strcmp(a->ifa_name, iface) != 0)
-			continue;
-		char text[INET6_ADDRSTRLEN] = "";
-		int fam = a->ifa_addr->sa_family;
-		if (fam == AF_INET)
-			inet_ntop(fam, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, text, sizeof text);
-		else if (fam == AF_INET6)
-			inet_ntop(fam, &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr, text, sizeof text);
-		else
-			continue;
-		shell_printf(sh, "    %s %s\r\n", fam == AF_INET ? "inet " : "inet6", text);
-	}
-	freeifaddrs(all);
+	for (int k = 0; k < n; k++)
+		if (links[k].index == index)
+			return links[k].name;
+	return "?";
 }
 
-static void show_interfaces(struct shell *sh)
+static void show_interfaces(struct shell *sh, const struct nl_link *links, int n)
 {
-	DIR *d = opendir("/sys/class/net");
-	struct dirent *e;
+	struct nl_addr4 *addrs = NULL;
+	int na = nl_addrs4(&addrs);
 	shell_printf(sh, "interfaces\r\n");
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char state[32], mac[32], mtu[16];
-		read_sys(e->d_name, "operstate", state, sizeof state);
-		read_sys(e->d_name, "address", mac, sizeof mac);
-		read_sys(e->d_name, "mtu", mtu, sizeof mtu);
-		shell_printf(sh, "  %-12s %-8s mac %s mtu %s\r\n", e->d_name, state, mac, mtu);
-		show_addresses(sh, e->d_name);
+	for (int k = 0; k < n; k++) {
+		const struct nl_link *l = &links[k];
+		const uint8_t *m = l->mac;
+		shell_printf(sh, "  %-12s %-8s mac %02x:%02x:%02x:%02x:%02x:%02x mtu %u\r\n", l->name,
+			     oper_name(l->operstate), m[0], m[1], m[2], m[3], m[4], m[5], l->mtu);
+		for (int a = 0; a < na; a++) {
+			char text[INET_ADDRSTRLEN];
+			if (addrs[a].index == l->index)
+				shell_printf(sh, "    inet %s/%u\r\n",
+					     inet_ntop(AF_INET, &addrs[a].addr, text, sizeof text), addrs[a].prefix);
+		}
 	}
-	if (d)
-		closedir(d);
+	free(addrs);
 }
 
-static void show_routes(struct shell *sh)
+static void show_routes(struct shell *sh, const struct nl_link *links, int n)
 {
-	FILE *f = fopen("/proc/net/route", "r");
-	char line[256];
+	struct nl_route4 *r = NULL;
+	int nr = nl_routes4(&r);
 	shell_printf(sh, "routes (IPv4)\r\n");
-	if (f && !fgets(line, sizeof line, f)) /* header */
-		line[0] = '\0';
-	while (f && fgets(line, sizeof line, f)) {
-		char iface[IFNAMSIZ + 1];
-		unsigned dst, gw, flags, mask;
-		if (sscanf(line, "%16s %x %x %x %*d %*d %*d %x", iface, &dst, &gw, &flags, &mask) != 5)
-			continue;
-		struct in_addr a = {dst}, g = {gw};
+	for (int k = 0; k < nr; k++) {
 		char ds[INET_ADDRSTRLEN], gs[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &a, ds, sizeof ds);
-		inet_ntop(AF_INET, &g, gs, sizeof gs);
-		int prefix = __builtin_popcount(mask);
-		if (dst == 0 && mask == 0)
-			shell_printf(sh, "  default via %s dev %s\r\n", gs, iface);
+		inet_ntop(AF_INET, &r[k].dst, ds, sizeof ds);
+		inet_ntop(AF_INET, &r[k].gateway, gs, sizeof gs);
+		const char *dev = link_name(links, n, r[k].oif);
+		if (r[k].prefix == 0)
+			shell_printf(sh, "  default via %s dev %s metric %u\r\n", gs, dev, r[k].metric);
 		else
-			shell_printf(sh, "  %s/%d %s%s dev %s\r\n", ds, prefix, gw ? "via " : "", gw ? gs : "", iface);
+			shell_printf(sh, "  %s/%u%s%s dev %s\r\n", ds, r[k].prefix, r[k].gateway.s_addr ? " via " : "",
+				     r[k].gateway.s_addr ? gs : "", dev);
 	}
-	if (f)
-		fclose(f);
+	free(r);
 }
 
 void cmd_net_show(struct shell *sh, int argc, char **argv)
 {
-	show_interfaces(sh);
-	show_routes(sh);
+	struct nl_link *links = NULL;
+	int n = nl_links(&links);
+	if (n < 0)
+		shell_printf(sh, "error: cannot list network links: %s\r\n", strerror(errno));
+	show_interfaces(sh, links, n < 0 ? 0 : n);
+	show_routes(sh, links, n < 0 ? 0 : n);
+	free(links);
+	struct net *net = net_running();
+	if (net) {
+		struct buf b = BUF_INIT;
+		net_describe(net, &b);
+		shell_printf(sh, "configured\r\n%s", b.data ? b.data : "  (no NIC)\r\n");
+		buf_free(&b);
+	}
 	char *saved = sh->os && sh->os->config ? config_read(sh->os->config, "network.json", NULL) : NULL;
 	shell_printf(sh, "saved config: %s\r\n", saved ? saved : "none (DHCP on every NIC)");
 	free(saved);
@@ -139,14 +124,21 @@ static bool valid_cidr(const char *s)
 	return valid_ipv4(addr) && slash[1] && !*end && prefix >= 1 && prefix <= 32;
 }
 
+/* Saved first, then applied to the running network (PID1 mode); in test mode
+ * there is no running network and it waits for the next boot. */
 static void save(struct shell *sh, struct buf *b)
 {
+	char err[256];
 	if (!sh->os || !sh->os->config)
 		shell_printf(sh, "error: the configuration is not available\r\n");
 	else if (config_write(sh->os->config, "network.json", b->data, b->len) < 0)
 		shell_printf(sh, "error: cannot save network.json: %s\r\n", strerror(errno));
-	else
+	else if (!net_running())
 		shell_printf(sh, "saved; applied at next boot\r\n");
+	else if (net_apply(net_running(), b->data, err, sizeof err) < 0)
+		shell_printf(sh, "saved, but not applied: %s\r\n", err);
+	else
+		shell_printf(sh, "saved and applied\r\n");
 }
 
 static void usage(struct shell *sh, const char *why)

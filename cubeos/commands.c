@@ -2,10 +2,13 @@
  * commands.c - the admin shell's command table, and the commands that are a
  * few lines each. The bigger ones live in cmd_*.c.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "ca.h"
 #include "shell.h"
 
 static void cmd_help(struct shell *sh, int argc, char **argv)
@@ -20,7 +23,35 @@ static void cmd_help(struct shell *sh, int argc, char **argv)
 
 static void cmd_ca(struct shell *sh, int argc, char **argv)
 {
-	shell_printf(sh, "ca: the appliance CA is not yet available in this version\r\n");
+	char *pem = sh->os && sh->os->config ? ca_cert_pem(sh->os->config) : NULL;
+	char fp[CA_FINGERPRINT_LEN];
+	if (!pem || ca_fingerprint(pem, fp) < 0) {
+		shell_printf(sh, "ca: no appliance CA (%s); see the boot log\r\n",
+			     pem ? "unreadable" : strerror(errno));
+		free(pem);
+		return;
+	}
+	/* The console wants CRLF; PEM lines end in LF. */
+	for (char *save, *line = strtok_r(pem, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		shell_printf(sh, "%s\r\n", line);
+	shell_printf(sh, "SHA-256 fingerprint: %s\r\n", fp);
+	free(pem);
+}
+
+static void cmd_ca_issue(struct shell *sh, int argc, char **argv)
+{
+	char err[256];
+	if (!sh->os || !sh->os->config) {
+		shell_printf(sh, "ca issue: no config\r\n");
+		return;
+	}
+	if (ca_issue_server_cert(sh->os->config, argv[0], (const char *const *)argv + 1, (size_t)argc - 1, err,
+				 sizeof err) < 0) {
+		shell_printf(sh, "ca issue: %s\r\n", err);
+		return;
+	}
+	shell_printf(sh, "issued %s for %s and *.%s (valid %d days)\r\n", CA_SERVER_CERT_FILE, argv[0], argv[0],
+		     CA_SERVER_VALIDITY_DAYS);
 }
 
 static void cmd_needs_api(struct shell *sh, int argc, char **argv)
@@ -90,7 +121,9 @@ const struct shell_cmd shell_cmds[] = {
     {"apikey list", "", "API keys (hashes only are stored)", 0, 0, cmd_apikey_list},
     {"apikey create", "[NAME]", "make an API key, shown once", 0, 1, cmd_apikey_create},
     {"apikey revoke", "ID", "delete an API key", 1, 1, cmd_apikey_revoke},
-    {"ca", "", "print the appliance CA certificate", 0, 0, cmd_ca},
+    {"ca", "", "print the appliance CA certificate and its fingerprint", 0, 0, cmd_ca},
+    {"ca issue", "DOMAIN [IP...]", "make the proxy certificate for DOMAIN and *.DOMAIN", 1, 1 + CA_SERVER_IPS_MAX,
+     cmd_ca_issue},
     {"logs", "SERVICE [LINES]", "last lines of a service's log", 1, 2, cmd_logs},
     {"sandbox list", "", "running sandboxes", 0, 0, cmd_needs_api},
     {"sandbox kill", "ID", "stop a sandbox", 1, 1, cmd_needs_api},

@@ -13,6 +13,7 @@
 #include "../lib/buf.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
+#include "ca.h"
 #include "passwd.h"
 
 static int mkdir_p(const char *path)
@@ -49,13 +50,19 @@ static int write_all(int fd, const char *p, size_t n)
 
 int config_write(const struct config *c, const char *name, const char *data, size_t len)
 {
+	return config_write_mode(c, name, data, len, 0600);
+}
+
+int config_write_mode(const struct config *c, const char *name, const char *data, size_t len, unsigned mode)
+{
 	char path[4096], tmp[4096];
 	snprintf(path, sizeof path, "%s/%s", c->dir, name);
 	snprintf(tmp, sizeof tmp, "%s/.%s.tmp", c->dir, name);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
-	if (write_all(fd, data, len) < 0 || (c->durable && fsync(fd) < 0)) {
+	/* fchmod: exact whatever the umask, and a stale temp file keeps no old mode. */
+	if (fchmod(fd, (mode_t)mode) < 0 || write_all(fd, data, len) < 0 || (c->durable && fsync(fd) < 0)) {
 		int e = errno;
 		close(fd);
 		unlink(tmp);
@@ -183,6 +190,17 @@ static int make_admin_key_if_missing(struct config *c, struct first_boot *fb)
 	return 0;
 }
 
+/* Not fatal: without a CA only TLS is missing, while the console and the
+ * API keys still work (ca_ensure has logged why). */
+static void make_ca_if_missing(struct config *c, struct first_boot *fb)
+{
+	_Static_assert(sizeof fb->ca_fingerprint == CA_FINGERPRINT_LEN, "first_boot.ca_fingerprint");
+	bool made = false;
+	if (ca_ensure(c, &made, fb->ca_fingerprint) < 0 || !made)
+		fb->ca_fingerprint[0] = '\0';
+	fb->any |= made;
+}
+
 int config_open(struct config *c, const char *dir, unsigned iterations, struct first_boot *fb)
 {
 	memset(fb, 0, sizeof *fb);
@@ -195,6 +213,7 @@ int config_open(struct config *c, const char *dir, unsigned iterations, struct f
 	if (load_or_make_hostname(c, fb) < 0 || make_password_if_missing(c, fb) < 0 ||
 	    make_admin_key_if_missing(c, fb) < 0)
 		return -1;
+	make_ca_if_missing(c, fb);
 	return 0;
 }
 

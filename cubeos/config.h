@@ -8,6 +8,7 @@
  *   admin-password  PBKDF2 hash of the console password (passwd.h)
  *   apikeys.json    {"keys":[{"id","name","created","sha256"}]}: only hashes
  *   network.json    {"mode":"dhcp"} or {"mode":"static","iface",...}
+ *   ca.key, ca.crt  the appliance CA, generated at first boot (ca.h)
  */
 #ifndef CUBEOS_CONFIG_H
 #define CUBEOS_CONFIG_H
@@ -33,14 +34,16 @@ struct first_boot {
 	bool any;
 	char password[32]; /* "" unless generated now */
 	char api_key[APIKEY_LEN + 1];
+	char ca_fingerprint[96]; /* SHA-256 of a CA made now (ca.h), else "" */
 };
 
 /* Creates dir if needed and generates what is missing. 0, or -1 with errno. */
 int config_open(struct config *c, const char *dir, unsigned iterations, struct first_boot *fb);
 void config_close(struct config *c);
 
-/* Atomic replace of dir/name. */
+/* Atomic replace of dir/name, mode 0600 (config_write_mode: any mode). */
 int config_write(const struct config *c, const char *name, const char *data, size_t len);
+int config_write_mode(const struct config *c, const char *name, const char *data, size_t len, unsigned mode);
 /* The whole file, NUL-terminated (caller frees), or NULL with errno. */
 char *config_read(const struct config *c, const char *name, size_t *len);
 

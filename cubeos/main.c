@@ -28,6 +28,7 @@
 #include "../lib/loop.h"
 #include "config.h"
 #include "cubeos.h"
+#include "net.h"
 #include "passwd.h"
 #include "service.h"
 #include "shell.h"
@@ -121,6 +122,8 @@ static void print_first_boot(const struct first_boot *fb, const struct config *c
 		printf("admin console password: %s   (shown once: write it down)\n", fb->password);
 	if (fb->api_key[0])
 		printf("admin API key:          %s   (shown once)\n", fb->api_key);
+	if (fb->ca_fingerprint[0])
+		printf("appliance CA SHA-256:   %s\n", fb->ca_fingerprint);
 	printf("===========================\n\n");
 	fflush(stdout);
 }
@@ -184,6 +187,16 @@ static void attach_consoles(const struct options *o)
 		if (fd < 0 || !shell_tty_attach(&os, fd, fd, NULL, NULL))
 			log_warn("shell", "no admin shell on %s: %s", ttys[i], strerror(errno));
 	}
+}
+
+/* NICs up, then static (network.json) or DHCP per NIC; runs on the loop. */
+static void start_network(void)
+{
+	char *saved = os.config ? config_read(os.config, "network.json", NULL) : NULL;
+	struct net_options no = {
+	    .state_dir = os.state_dir, .hostname = os.config ? os.config->hostname : NULL, .config_json = saved};
+	net_start(os.loop, &no);
+	free(saved);
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -303,6 +316,8 @@ int main(int argc, char **argv)
 		if (os.pid1)
 			sethostname(config.hostname, strlen(config.hostname));
 	}
+	if (os.pid1)
+		start_network();
 	snprintf(dir, sizeof dir, "%s/logs", os.state_dir);
 	mkdir(dir, 0700);
 	os.services = load_services(&o, dir);

@@ -170,7 +170,7 @@ TEST(session_login_status_unknown_apikeys_logs)
 	CHECK(strstr(say(&s, "net set static eth0 10.0.0.2/33 10.0.0.1\n", 50), "ADDR/PREFIX must look like"));
 	CHECK(strstr(say(&s, "net set bogus\n", 50), "expected dhcp or static"));
 	CHECK(strstr(say(&s, "net show\n", 50), "\"mode\":\"static\""));
-	CHECK(strstr(say(&s, "ca\n", 50), "not yet available"));
+	CHECK(strstr(say(&s, "ca\n", 50), "SHA-256 fingerprint: "));
 	CHECK(strstr(say(&s, "sandbox list\n", 50), "not available until the API service exists"));
 	CHECK(strstr(say(&s, "install /dev/sda\n", 50), "not available in test mode"));
 	CHECK(strstr(say(&s, "help\n", 50), "apikey revoke ID"));
