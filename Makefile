@@ -2,7 +2,8 @@
 #
 #   make deps    install build and test dependencies (idempotent)
 #   make         build every binary that exists
-#   make run     run the product (today: the sandbox agent in a throwaway root)
+#   make run     boot the appliance image (qcow2) in QEMU, serial console on stdio
+#   make image   build the appliance image (build/image/cubeos.qcow2)
 #   make test    format check, unit tests (ASan/UBSan), fuzz pass, kernel tests,
 #                third-party builds + smoke tests, SDK suites (JS and Python),
 #                the VMM tests in a nested L1 (qemu-tests/)
@@ -35,7 +36,7 @@ AGENT_OBJS := $(AGENT_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/agent/kernel_py.o
 
 BINS := $(BUILD)/cube-agent $(BUILD)/cube-bench
 
-.PHONY: all deps run test unit fuzz sdk kernel-test bench clean format format-check thirdparty thirdparty-test
+.PHONY: all deps run run-agent test unit fuzz sdk kernel-test bench clean format format-check thirdparty thirdparty-test
 all: $(BINS)
 
 include thirdparty/thirdparty.mk
@@ -76,7 +77,10 @@ deps:
 	else echo "deps: Debian packages present"; fi
 	bash agent/tests/sdk-deps.sh
 
-run: $(BUILD)/cube-agent
+run: image
+	bash image/run.sh $(BUILD)/image/cubeos.qcow2
+
+run-agent: $(BUILD)/cube-agent
 	bash agent/run-local.sh
 
 # --- tests ------------------------------------------------------------------
@@ -90,7 +94,7 @@ FUZZERS    := $(patsubst lib/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard lib/fuzz/fuzz_*
 
 include vmm/vmm.mk
 include cubeos/cubeos.mk
--include kernel/kernel.mk initramfs/initramfs.mk qemu-tests/qemu-tests.mk
+-include kernel/kernel.mk initramfs/initramfs.mk qemu-tests/qemu-tests.mk image/image.mk
 
 $(BUILD)/san/test_%: lib/tests/test_%.c $(LIB_SRCS) $(wildcard lib/*.h lib/fuzz/*.h) lib/tests/test.h
 	@mkdir -p $(dir $@)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make run: runs cube-agent in a throwaway sandbox root (see
+# make run-agent: runs cube-agent in a throwaway sandbox root (see
 # agent/tests/sandbox-root.sh) on this machine's loopback, ports 49983 (envd)
 # and 49999 (code interpreter), until Ctrl-C. Commands the SDK runs execute
 # inside that root as its own `user` (or `root`), never as this machine's

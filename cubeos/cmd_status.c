@@ -43,8 +43,9 @@ static bool cpu_has_flag(const char *flag)
 	return found;
 }
 
-/* Which KVM this machine offers: the loaded module says best, the CPU flags
- * tell what a missing module could give. */
+/* Which KVM this machine offers. With KVM built into the kernel both
+ * /sys/module/kvm_intel and /sys/module/kvm_amd exist whichever one could
+ * start, so the CPU's own flags decide; PVM needs neither flag. */
 const char *kvm_type(void)
 {
 	if (!exists("/dev/kvm"))
@@ -52,11 +53,11 @@ const char *kvm_type(void)
 								  : "none";
 	if (exists("/sys/module/kvm_pvm"))
 		return "PVM";
-	if (exists("/sys/module/kvm_intel"))
+	if (cpu_has_flag("vmx"))
 		return "VMX (kvm_intel)";
-	if (exists("/sys/module/kvm_amd"))
+	if (cpu_has_flag("svm"))
 		return "SVM (kvm_amd)";
-	return cpu_has_flag("vmx") ? "VMX" : cpu_has_flag("svm") ? "SVM" : "unknown (/dev/kvm present)";
+	return "unknown (/dev/kvm present)";
 }
 
 static unsigned long long meminfo_kb(const char *key)

@@ -80,23 +80,8 @@ build_payload() {
 	cat "$BASE" "$OUT/payload.cpio" >"$OUT/initrd.img"
 }
 
-# --- accelerator ---------------------------------------------------------------------
-# KVM only when it is real VMX/SVM with nesting (a PVM /dev/kvm cannot run a
-# stock L1 kernel); otherwise TCG with an emulated SVM CPU.
-select_accel() {
-	local nested=""
-	for m in kvm_intel kvm_amd; do
-		[ -r /sys/module/$m/parameters/nested ] && nested=$(cat /sys/module/$m/parameters/nested)
-		[ -n "$nested" ] && break
-	done
-	if [ -w /dev/kvm ] && { [ "$nested" = Y ] || [ "$nested" = 1 ]; }; then
-		ACCEL="-enable-kvm -cpu host"
-		ACCEL_NAME="kvm (nested=$nested)"
-	else
-		ACCEL="-accel tcg,thread=multi -cpu EPYC,+svm"
-		ACCEL_NAME="tcg (host /dev/kvm: $([ -e /sys/module/kvm_pvm ] && echo PVM || ([ -e /dev/kvm ] && echo "no nesting" || echo none)))"
-	fi
-}
+# --- accelerator (shared with image/run.sh) -------------------------------------------
+. "$HERE/accel.sh"
 
 # --- run and parse -------------------------------------------------------------------
 # Every test announces itself with its timeout ("CUBETEST-RUN name

@@ -1,0 +1,135 @@
+#!/bin/bash
+# Builds the appliance disk image, BIOS and UEFI bootable, without mounting
+# anything (no loop devices, no root needed):
+#
+#   image/mkimage.sh KERNEL INITRAMFS OUT.qcow2
+#       e.g. build/host/bzImage build/host/initramfs.cpio.zst build/image/cubeos.qcow2
+#
+# Layout (GPT, see image/README.md):
+#   1  ESP, FAT32, "cubeos-esp": SYSLINUX (BIOS) and syslinux.efi (UEFI), one
+#      config, the kernel and the initramfs: the whole, immutable system
+#   2  "cubeos-data": empty; cubeos formats it at first boot
+#
+# Steps: the ESP is made as a file of its own (mkfs.vfat, `syslinux --install`
+# and mtools all work on image files), the disk as a sparse raw file
+# partitioned by sgdisk, the ESP copied in at its offset with dd, then the raw
+# disk converted to a compressed qcow2.
+#
+# Environment: IMAGE_SIZE (virtual disk size, default 8G), ESP_SIZE_MIB (128),
+# KERNEL_CMDLINE (default below).
+set -euo pipefail
+
+KERNEL=${1:?usage: mkimage.sh KERNEL INITRAMFS OUT.qcow2}
+INITRAMFS=${2:?usage: mkimage.sh KERNEL INITRAMFS OUT.qcow2}
+OUT=${3:?usage: mkimage.sh KERNEL INITRAMFS OUT.qcow2}
+IMAGE_SIZE=${IMAGE_SIZE:-8G}
+ESP_SIZE_MIB=${ESP_SIZE_MIB:-128}
+# tty0 first, ttyS0 last: kernel messages go to both, and the last console= is
+# /dev/console (PID1's log lines and first-boot secrets: the serial port).
+# quiet: only kernel warnings and worse.
+KERNEL_CMDLINE=${KERNEL_CMDLINE:-console=tty0 console=ttyS0,115200 quiet panic=10}
+# Partitions start on 1 MiB boundaries (sector 2048), as every tool expects.
+SECTOR=512
+ESP_START=2048
+# Partition type GUIDs (sgdisk short codes): EFI system, Linux filesystem.
+TYPE_ESP=ef00
+TYPE_DATA=8300
+DATA_LABEL=cubeos-data
+ESP_LABEL=cubeos-esp
+# Fixed identifiers keep the build reproducible. Installs that clone the image
+# onto several disks of one machine would rename them (cubeos `install`).
+DISK_GUID=8C1D0B5E-2E0A-4B9F-9C55-435542454F53
+ESP_GUID=8C1D0B5E-2E0A-4B9F-9C55-455350000001
+DATA_GUID=8C1D0B5E-2E0A-4B9F-9C55-444154410002
+FAT_VOLID=C0BE0501
+
+SYSLINUX_MBR=/usr/lib/syslinux/mbr/gptmbr.bin
+SYSLINUX_EFI=/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi
+SYSLINUX_EFI_LDLINUX=/usr/lib/syslinux/modules/efi64/ldlinux.e64
+
+die() {
+	echo "image: error: $*" >&2
+	exit 1
+}
+
+PATH=$PATH:/sbin:/usr/sbin
+for t in mkfs.vfat syslinux mmd mcopy sgdisk qemu-img dd; do
+	command -v $t >/dev/null || die "$t not found (run: make deps; image/deps.txt)"
+done
+for f in "$KERNEL" "$INITRAMFS" "$SYSLINUX_MBR" "$SYSLINUX_EFI" "$SYSLINUX_EFI_LDLINUX"; do
+	[ -f "$f" ] || die "$f missing"
+done
+
+mkdir -p "$(dirname "$OUT")"
+work=$(mktemp -d "$(dirname "$OUT")/.image-work.XXXXXX")
+trap 'rm -rf "$work" "$OUT.tmp"' EXIT
+esp=$work/esp.img
+disk=$work/disk.raw
+export MTOOLS_SKIP_CHECK=1 # mtools: no geometry checks on a plain image file
+
+# --- boot loader configuration --------------------------------------------------
+# One file, read by SYSLINUX from /syslinux/ (BIOS) and by syslinux.efi from
+# the directory it was started from, /EFI/BOOT/ (UEFI). No menu, no wait.
+cat >"$work/syslinux.cfg" <<EOF
+SERIAL 0 115200
+DEFAULT cubeos
+PROMPT 0
+TIMEOUT 0
+LABEL cubeos
+  LINUX /cubeos/vmlinuz
+  INITRD /cubeos/initrd.zst
+  APPEND $KERNEL_CMDLINE
+EOF
+
+# --- the ESP, as a file ---------------------------------------------------------
+# -h: hidden sectors = the partition's first LBA, which the FAT boot sector
+# adds to its own sector numbers when SYSLINUX's VBR loads ldlinux.sys by BIOS
+# LBA reads. FAT32 as the UEFI specification asks for the ESP.
+truncate -s "${ESP_SIZE_MIB}M" "$esp"
+mkfs.vfat -F 32 -n CUBEOS-ESP -i "$FAT_VOLID" -h "$ESP_START" "$esp" >/dev/null ||
+	die "mkfs.vfat failed"
+# BIOS: ldlinux.sys + ldlinux.c32 into /syslinux and the SYSLINUX boot sector
+# (the directory must exist first).
+mmd -i "$esp" ::/syslinux
+syslinux --install --directory /syslinux "$esp" || die "syslinux --install failed"
+mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/cubeos
+mcopy -i "$esp" "$work/syslinux.cfg" ::/syslinux/syslinux.cfg
+# UEFI: the removable-media path firmware boots without any NVRAM entry.
+mcopy -i "$esp" "$SYSLINUX_EFI" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$esp" "$SYSLINUX_EFI_LDLINUX" ::/EFI/BOOT/ldlinux.e64
+mcopy -i "$esp" "$work/syslinux.cfg" ::/EFI/BOOT/syslinux.cfg
+# The system.
+mcopy -i "$esp" "$KERNEL" ::/cubeos/vmlinuz
+mcopy -i "$esp" "$INITRAMFS" ::/cubeos/initrd.zst
+esp_free=$(mdir -i "$esp" -/ ::/ | awk '/bytes free/ {gsub(/[^0-9]/, ""); print}')
+
+# --- the disk -------------------------------------------------------------------
+truncate -s "$IMAGE_SIZE" "$disk"
+esp_end=$((ESP_START + ESP_SIZE_MIB * 1024 * 1024 / SECTOR - 1))
+# -A 1:set:2: "legacy BIOS bootable", the flag gptmbr.bin looks for.
+sgdisk --clear --disk-guid="$DISK_GUID" \
+	--new=1:"$ESP_START":"$esp_end" --typecode=1:"$TYPE_ESP" --change-name=1:"$ESP_LABEL" \
+	--partition-guid=1:"$ESP_GUID" --attributes=1:set:2 \
+	--new=2:0:0 --typecode=2:"$TYPE_DATA" --change-name=2:"$DATA_LABEL" --partition-guid=2:"$DATA_GUID" \
+	"$disk" >/dev/null || die "sgdisk failed"
+# The MBR boot code (440 bytes, before the disk signature and the protective
+# partition table sgdisk wrote): finds the legacy-bootable GPT partition and
+# chains to its boot sector, SYSLINUX's.
+dd if="$SYSLINUX_MBR" of="$disk" bs=440 count=1 conv=notrunc status=none
+dd if="$esp" of="$disk" bs=1M seek=$((ESP_START * SECTOR / 1048576)) conv=notrunc,sparse status=none
+sgdisk --verify "$disk" >"$work/verify" 2>&1 || {
+	cat "$work/verify" >&2
+	die "sgdisk --verify failed"
+}
+
+# --- qcow2 ----------------------------------------------------------------------
+# Compressed clusters (zstd) for the shipped file; QEMU reads them as they are
+# and writes new data uncompressed. Empty space (the data partition) is holes.
+qemu-img convert -q -f raw -O qcow2 -c -o compression_type=zstd "$disk" "$OUT.tmp" ||
+	die "qemu-img convert failed"
+mv -f "$OUT.tmp" "$OUT"
+
+virt=$(qemu-img info --output=json "$OUT" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')
+echo "image: $OUT: $(du -h --apparent-size "$OUT" | cut -f1) file, $((virt / 1048576)) MiB virtual"
+sgdisk --print "$disk" | sed -n '/^Number/,$p' | sed 's/^/image:   /'
+echo "image:   ESP: $(((ESP_SIZE_MIB * 1048576 - esp_free) / 1024)) KiB used of $ESP_SIZE_MIB MiB (kernel $(stat -c %s "$KERNEL"), initramfs $(stat -c %s "$INITRAMFS"))"
