@@ -6,7 +6,7 @@
 #   make image   build the appliance image (build/image/cubeos.qcow2)
 #   make test    format check, unit tests (ASan/UBSan), fuzz pass, kernel tests,
 #                third-party builds + smoke tests, SDK suites (JS and Python),
-#                the VMM tests in a nested L1 (qemu-tests/)
+#                the VMM tests in a nested L1 (qemu-tests/), the image boot tests
 #   make bench   benchmarks, printed as tables (agent, then VMM in L1)
 
 CUBEOS_CACHE ?= /var/cache/cubeos
@@ -129,7 +129,7 @@ PY_VENV = $(CUBEOS_CACHE)/venv/$(shell sha256sum agent/tests/sdk-py/requirements
 kernel-test:
 	cd agent/interp && KERNEL_PYTHON=/usr/bin/python3 $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider test_kernel.py
 
-test: all format-check unit fuzz kernel-test thirdparty thirdparty-test sdk qemu-test
+test: all format-check unit fuzz kernel-test thirdparty thirdparty-test sdk qemu-test image-test
 
 bench: all
 	bash tools/bench.sh

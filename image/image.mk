@@ -9,6 +9,9 @@
 #   make run-image       boot it in QEMU, serial console on stdio (FIRMWARE=uefi
 #                        for OVMF); `image/run.sh --check` boots it and times
 #                        "cubeos up"
+#   make image-test      boot tests of the image (image/test.sh): SeaBIOS and OVMF
+#                        boots, a scripted admin console session, poweroff; serial
+#                        logs in build/image/test-*.log
 #
 # Environment: IMAGE_SIZE (virtual disk, 8G), ESP_SIZE_MIB (128), KERNEL_CMDLINE,
 # HOST_ROOTFS_BUSYBOX=1 (adds a debugging busybox to the initramfs, off the PATH).
@@ -16,7 +19,7 @@
 HOST_INITRAMFS := $(BUILD)/host/initramfs.cpio.zst
 IMAGE_QCOW2    := $(BUILD)/image/cubeos.qcow2
 
-.PHONY: host-initramfs image run-image
+.PHONY: host-initramfs image run-image image-test
 host-initramfs: $(HOST_INITRAMFS)
 image: $(IMAGE_QCOW2)
 
@@ -29,3 +32,6 @@ $(IMAGE_QCOW2): image/mkimage.sh image/image.mk $(BUILD)/host/bzImage $(HOST_INI
 
 run-image: $(IMAGE_QCOW2)
 	bash image/run.sh $(IMAGE_QCOW2)
+
+image-test: image
+	@bash image/test.sh $(IMAGE_QCOW2)
