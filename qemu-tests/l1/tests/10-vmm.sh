@@ -145,7 +145,12 @@ test_snapshot_clones() {
 	done
 	i=1
 	while [ $i -le $CLONES ]; do
-		vm_agent "c$i" || ct_fail "clone c$i: agent did not answer; $(vm_tail "c$i" 3 | tr '\n' ' ')"
+		# On failure say whether the clone's vCPUs still run (exit counts
+		# moving between two stats) or sit still: a hung guest and a
+		# lost interrupt look alike from the vsock side.
+		vm_agent "c$i" || ct_fail "clone c$i: agent did not answer; stats: $($VMM ctl "$CT_DIR/c$i.ctl" stats 2>&1 |
+			head -c 400); again 2 s later: $(sleep 2; $VMM ctl "$CT_DIR/c$i.ctl" stats 2>&1 | head -c 400);" \
+			"$(vm_tail "c$i" 3 | tr '\n' ' ')"
 		i=$((i + 1))
 	done
 	ct_log "$CLONES clones answer"
