@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "../lib/b64.h"
+#include "../lib/fileio.h"
 #include "../lib/gunzip.h"
 #include "../lib/sha256.h"
 #include "fsutil.h"
@@ -384,23 +385,6 @@ static char *dir_of(const char *path)
 	return slash && slash != path ? strndup(path, (size_t)(slash - path)) : strdup("/");
 }
 
-static bool write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return false;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
 /* Writes one upload as the current fs identity. On failure sets *status and
  * msg and returns false. */
 static bool write_upload(const struct upload *up, const struct metadata *md, bool *md_persisted, int *status,
@@ -436,7 +420,7 @@ static bool write_upload(const struct upload *up, const struct metadata *md, boo
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	int err = 0;
 	const char *what = NULL;
-	if (!write_all(fd, up->data, up->len)) {
+	if (write_full(fd, up->data, up->len) < 0) {
 		err = errno;
 		what = "error writing";
 	} else if (S_ISREG(st.st_mode)) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../lib/buf.h"
+#include "../lib/fileio.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "ca.h"
@@ -34,20 +35,6 @@ static int mkdir_p(const char *path)
 	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int config_write(const struct config *c, const char *name, const char *data, size_t len)
 {
 	return config_write_mode(c, name, data, len, 0600);
@@ -55,30 +42,9 @@ int config_write(const struct config *c, const char *name, const char *data, siz
 
 int config_write_mode(const struct config *c, const char *name, const char *data, size_t len, unsigned mode)
 {
-	char path[4096], tmp[4096];
+	char path[4096];
 	snprintf(path, sizeof path, "%s/%s", c->dir, name);
-	snprintf(tmp, sizeof tmp, "%s/.%s.tmp", c->dir, name);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -1;
-	/* fchmod: exact whatever the umask, and a stale temp file keeps no old mode. */
-	if (fchmod(fd, (mode_t)mode) < 0 || write_all(fd, data, len) < 0 || (c->durable && fsync(fd) < 0)) {
-		int e = errno;
-		close(fd);
-		unlink(tmp);
-		errno = e;
-		return -1;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0)
-		return -1;
-	/* The rename itself is only durable once the directory is synced. */
-	int dfd = c->durable ? open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
+	return file_replace(path, data, len, (mode_t)mode, c->durable);
 }
 
 char *config_read(const struct config *c, const char *name, size_t *len)

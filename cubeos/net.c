@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../lib/fileio.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "dhcp.h"
@@ -166,14 +167,10 @@ static void write_resolv_conf(struct net *n)
 		inet_ntop(AF_INET, &all[i], s, sizeof s);
 		buf_printf(&b, "nameserver %s\n", s);
 	}
-	char path[4096], tmp[4200];
+	char path[4096];
 	snprintf(path, sizeof path, "%s/resolv.conf", n->state_dir);
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) < 0 || rename(tmp, path) < 0)
+	if (file_replace(path, b.data, b.len, 0644, true) < 0)
 		log_warn("net.dns", "cannot write %s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
 	buf_free(&b);
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../lib/buf.h"
+#include "../lib/fileio.h"
 #include "../lib/json.h"
 #include "../lib/loop.h"
 
@@ -75,19 +76,6 @@ static void rotate(struct svclog *lg)
 	open_file(lg);
 }
 
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return; /* a full console must not stall PID1: drop */
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 /* The level of a line that is already a lib/log JSON object, else -1. */
 static int json_line_level(const char *line, size_t n)
 {
@@ -142,11 +130,11 @@ void svclog_line(struct svclog *lg, enum log_level plain_level, const char *line
 	if (lg->fd >= 0 && lg->size + (off_t)b.len > lg->cap && lg->size > 0)
 		rotate(lg);
 	if (lg->fd >= 0) {
-		write_all(lg->fd, b.data, b.len);
+		(void)write_full(lg->fd, b.data, b.len);
 		lg->size += (off_t)b.len;
 	}
 	if (lvl >= LOG_WARN && lg->console_fd >= 0)
-		write_all(lg->console_fd, b.data, b.len);
+		(void)write_full(lg->console_fd, b.data, b.len); /* a full console must not stall PID1: drop */
 	buf_free(&b);
 }
 

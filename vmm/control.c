@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../lib/buf.h"
+#include "../lib/fileio.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/loop.h"
@@ -350,20 +351,6 @@ void control_close(struct control *c)
 
 /* --- client ----------------------------------------------------------------------- */
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int read_line(int fd, struct buf *b)
 {
 	for (;;) {
@@ -403,7 +390,7 @@ int control_request(const char *socket_path, const char *op, const char *arg)
 	jw_end(&w);
 	buf_putc(&req, '\n');
 	int r = -1;
-	if (write_all(fd, req.data, req.len) == 0 && read_line(fd, &rep) == 0) {
+	if (write_full(fd, req.data, req.len) == 0 && read_line(fd, &rep) == 0) {
 		size_t len = rep.len;
 		char *nl = memchr(rep.data, '\n', rep.len);
 		if (nl)

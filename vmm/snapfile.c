@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "../lib/fileio.h"
 #include "../lib/sha256.h"
 
 /* --- little-endian helpers ------------------------------------------------ */
@@ -93,42 +94,6 @@ void snap_w_end(struct snap_w *w)
 	w->nr_sections++;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *c = p;
-	while (n) {
-		ssize_t r = write(fd, c, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		c += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-/* fsync the directory holding path so the rename itself is durable. */
-static int fsync_parent(const char *path)
-{
-	char dir[4096];
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return rc;
-}
-
 int snap_w_write(struct snap_w *w, const char *path)
 {
 	snap_w_end(w);
@@ -138,28 +103,11 @@ int snap_w_write(struct snap_w *w, const char *path)
 	uint8_t digest[SHA256_DIGEST_LEN];
 	sha256(w->b.data, w->b.len, digest);
 
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	if (write_all(fd, w->b.data, w->b.len) < 0 || write_all(fd, digest, sizeof(digest)) < 0 || fsync(fd) < 0) {
-		int saved = errno;
-		close(fd);
-		unlink(tmp);
-		errno = saved;
-		return -1;
-	}
-	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		int saved = errno;
-		unlink(tmp);
-		errno = saved;
-		return -1;
-	}
-	return fsync_parent(path);
+	/* The trailer goes on for the write only: the writer stays reusable. */
+	buf_append(&w->b, digest, sizeof(digest));
+	int rc = file_replace(path, w->b.data, w->b.len, 0644, true);
+	w->b.len -= sizeof(digest);
+	return rc;
 }
 
 void snap_w_free(struct snap_w *w)

@@ -1,0 +1,74 @@
+/* test_fileio.c - lib/fileio.c: whole-file replacement and full writes. */
+#include "../fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test.h"
+
+static char dir[] = "/tmp/test_fileio.XXXXXX";
+
+/* Every test works in one temporary directory, made on first use. */
+static char *in_dir(const char *name)
+{
+	static char path[256];
+	static bool made;
+	if (!made)
+		made = mkdtemp(dir) != NULL;
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return path;
+}
+
+static bool file_is(const char *path, const char *want)
+{
+	char got[256] = "";
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, got, sizeof got - 1);
+	if (fd >= 0)
+		close(fd);
+	return CHECK(n == (ssize_t)strlen(want)) && CHECK_STREQ(got, want);
+}
+
+TEST(replace_writes_whole_file_with_exact_mode)
+{
+	umask(077);
+	CHECK_EQ_INT(file_replace(in_dir("a"), "first", 5, 0644, true), 0);
+	CHECK(file_is(in_dir("a"), "first"));
+	CHECK_EQ_INT(file_replace(in_dir("a"), "second!", 7, 0600, false), 0);
+	CHECK(file_is(in_dir("a"), "second!"));
+	struct stat st;
+	CHECK(stat(in_dir("a"), &st) == 0 && (st.st_mode & 07777) == 0600);
+	CHECK(access(in_dir(".a.tmp"), F_OK) < 0); /* no temporary file left */
+	umask(022);
+	unlink(in_dir("a"));
+}
+
+TEST(failure_leaves_no_trace)
+{
+	CHECK_EQ_INT(file_replace(in_dir("missing-dir/b"), "x", 1, 0644, true), -1);
+	CHECK_EQ_INT(errno, ENOENT);
+	/* A directory in the way: the rename fails, the temp file goes. */
+	CHECK(mkdir(in_dir("d"), 0755) == 0);
+	CHECK_EQ_INT(file_replace(in_dir("d"), "x", 1, 0644, false), -1);
+	CHECK(access(in_dir(".d.tmp"), F_OK) < 0);
+	rmdir(in_dir("d"));
+	rmdir(dir);
+}
+
+TEST(write_full_reports_a_closed_pipe)
+{
+	int p[2];
+	CHECK(pipe(p) == 0);
+	CHECK_EQ_INT(write_full(p[1], "abc", 3), 0);
+	char got[4] = "";
+	CHECK(read(p[0], got, 3) == 3 && CHECK_STREQ(got, "abc"));
+	close(p[0]);
+	signal(SIGPIPE, SIG_IGN);
+	CHECK_EQ_INT(write_full(p[1], "abc", 3), -1);
+	CHECK_EQ_INT(errno, EPIPE);
+	close(p[1]);
+}
