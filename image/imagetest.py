@@ -1,0 +1,276 @@
+"""The image boot-test framework (`make image-test`, run by image/test.sh).
+
+A test boots the real appliance in QEMU and talks to its serial console, the
+way an operator would. This module holds what every test needs: Vm (one QEMU
+with its console on a pipe, a log file and expect()), login and command
+helpers, and the runner. The tests live in image/tests/test_*.py; each module
+lists its tests in TESTS = [(name, function), ...] and a test returns a
+one-line summary or raises Fail.
+
+Environment (set by image/test.sh): IMAGE, LOGDIR, TMP, ACCEL, MEM, SMP,
+BOOT_TIMEOUT, IMAGE_TESTS_ONLY, CONSOLE_FIRMWARE, and ISO / PXE_DIR where
+those outputs were built.
+"""
+import glob
+import importlib.util
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+IMAGE = os.environ.get("IMAGE", "")
+LOGDIR = os.environ.get("LOGDIR", ".")
+TMP = os.environ.get("TMP", "/tmp")
+ACCEL = os.environ.get("ACCEL", "-accel tcg").split()
+MEM = os.environ.get("MEM", "4096")
+SMP = os.environ.get("SMP", "2")
+BOOT_TIMEOUT = float(os.environ.get("BOOT_TIMEOUT", "300"))
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+# Under TCG a byte written while the guest's UART is busy can be lost: type slowly.
+TYPE_DELAY = 0.03
+
+BOOT_DONE = rb'"event":"boot.done"'
+PASSWORD = rb"admin console password: (\S+)"
+PROMPT = rb"cubeos> "
+
+
+class Fail(Exception):
+    pass
+
+
+def new_overlay(name, base=None):
+    """A throwaway qcow2 overlay of the image (or of BASE); returns its path."""
+    overlay = os.path.join(TMP, name + ".qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base or IMAGE, "-F", "qcow2", overlay],
+                   check=True)
+    return overlay
+
+
+def blank_disk(name, size="4G"):
+    """An empty qcow2 disk (for install targets); returns its path."""
+    path = os.path.join(TMP, name + ".qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, size], check=True)
+    return path
+
+
+class Vm:
+    """One QEMU; its serial console on a pipe and in build/image/test-<log>.log.
+
+    disk: a qcow2 path for the first virtio disk, True for a fresh overlay of
+    IMAGE, or None for no disk. extra: more QEMU arguments (a CD-ROM, a
+    second disk, PXE options). A monitor socket is always there (monitor()).
+    """
+
+    def __init__(self, name, firmware="bios", disk=True, extra=(), log=None, net="user,id=n0"):
+        self.name = name
+        if disk is True:
+            disk = new_overlay(name)
+        self.disk = disk
+        fw = []
+        if firmware == "uefi":
+            vars_copy = os.path.join(TMP, name + "-efivars.fd")
+            if not os.path.exists(vars_copy):
+                with open(OVMF_VARS, "rb") as src, open(vars_copy, "wb") as dst:
+                    dst.write(src.read())
+            fw = ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMF_CODE,
+                  "-drive", "if=pflash,format=raw,unit=1,file=" + vars_copy]
+        self.monitor_path = os.path.join(TMP, name + ".monitor")
+        if os.path.exists(self.monitor_path):
+            os.unlink(self.monitor_path)
+        cmd = (["qemu-system-x86_64", "-M", "q35"] + ACCEL +
+               ["-smp", SMP, "-m", MEM, "-nographic", "-no-user-config"] + fw +
+               ["-monitor", "unix:%s,server,nowait" % self.monitor_path])
+        if disk:
+            cmd += ["-drive", "file=%s,if=virtio,format=qcow2" % disk]
+        cmd += ["-netdev", net, "-device", "virtio-net-pci,netdev=n0" + ("" if "bootfile" in net else ",romfile="),
+                "-device", "virtio-rng-pci"] + list(extra)
+        self.cmd = cmd
+        # A test that boots again (log= the first boot's name) appends to the same log.
+        self.log = open(os.path.join(LOGDIR, "test-%s.log" % (log or name)), "ab" if log else "wb")
+        self.out = b""
+        self.pos = 0  # expect() searches from here on
+        self.eof = False
+        self.cond = threading.Condition()
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while True:
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            with self.cond:
+                if not chunk:
+                    self.eof = True
+                    self.cond.notify_all()
+                    return
+                self.out += chunk
+                self.log.write(chunk)
+                self.log.flush()
+                self.cond.notify_all()
+
+    def elapsed(self):
+        return time.monotonic() - self.start
+
+    def expect(self, *patterns, timeout):
+        """Waits for the first of the patterns after self.pos; returns (index, match), moves pos past it."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                hits = [(m.start(), i, m) for i, p in enumerate(patterns)
+                        for m in [re.compile(p).search(self.out, self.pos)] if m]
+                if hits:
+                    _, i, m = min(hits, key=lambda h: h[0])
+                    self.pos = m.end()
+                    return i, m
+                left = deadline - time.monotonic()
+                if left <= 0 or self.eof:
+                    what = "QEMU exited" if self.eof else "timeout after %.0f s" % timeout
+                    raise Fail("%s waiting for %s" % (what, " or ".join(p.decode() for p in patterns)))
+                self.cond.wait(min(left, 0.5))
+
+    def since(self, start):
+        with self.cond:
+            return self.out[start:self.pos]
+
+    def text(self):
+        with self.cond:
+            return self.out.decode(errors="replace")
+
+    def type(self, text):
+        for b in text.encode():
+            self.proc.stdin.write(bytes([b]))
+            self.proc.stdin.flush()
+            time.sleep(TYPE_DELAY)
+
+    def monitor(self, line):
+        """Sends one human-monitor command (e.g. system_powerdown); returns its reply text."""
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(self.monitor_path)
+        reply = b""
+        try:
+            s.sendall(line.encode() + b"\n")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and reply.count(b"(qemu)") < 2:
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                reply += chunk
+        finally:
+            s.close()
+        return reply.decode(errors="replace")
+
+    def wait_exit(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join(5)
+        self.log.close()
+
+
+def boot(vm, timeout=None):
+    """Waits for boot.done; returns the seconds since QEMU started."""
+    vm.expect(BOOT_DONE, timeout=timeout or BOOT_TIMEOUT)
+    return vm.elapsed()
+
+
+def first_boot_password(vm):
+    m = re.search(PASSWORD, vm.out)
+    if not m:
+        raise Fail("no first-boot password banner")
+    return m.group(1).decode()
+
+
+def command(vm, line, timeout=60):
+    """Types a command line; returns its output (up to the next prompt)."""
+    start = vm.pos
+    vm.type(line + "\r")
+    vm.expect(PROMPT, timeout=timeout)
+    return vm.since(start).decode(errors="replace")
+
+
+def login(vm, password, wrong_first=True):
+    """Logs in on the console (a wrong password first if asked; the right one
+    retried once if input was lost). Returns notes for the summary line."""
+    notes = []
+    vm.expect(rb"Password: ", timeout=60)
+    if wrong_first:
+        vm.type("not-the-password\r")
+        vm.expect(rb"wrong password\r*\n", timeout=60)
+        vm.expect(rb"Password: ", timeout=10)
+    for _ in (1, 2):
+        vm.type(password + "\r")
+        i, _ = vm.expect(rb"logged in; type help", rb"wrong password\r*\n", timeout=60)
+        if i == 0:
+            vm.expect(PROMPT, timeout=10)
+            return notes
+        notes.append("right password refused once (input lost?), retried")
+        vm.expect(rb"Password: ", timeout=10)
+    raise Fail("the right password was refused twice")
+
+
+def poweroff(vm, timeout=60):
+    """Types poweroff; QEMU must then exit by itself with status 0. Returns the seconds it took."""
+    t_off = vm.elapsed()
+    vm.type("poweroff\r")
+    vm.expect(rb"poweroff: stopping services", timeout=30)
+    rc = vm.wait_exit(timeout - (vm.elapsed() - t_off))
+    if rc is None:
+        raise Fail("QEMU still running %d s after poweroff" % timeout)
+    if rc != 0:
+        raise Fail("QEMU exited with status %d after poweroff" % rc)
+    vm.reader.join(5)
+    return vm.elapsed() - t_off
+
+
+def load_tests():
+    tests = []
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    for path in sorted(glob.glob(os.path.join(here, "tests", "test_*.py"))):
+        spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        tests += mod.TESTS
+    return tests
+
+
+def main():
+    tests = load_tests()
+    only = [t for t in os.environ.get("IMAGE_TESTS_ONLY", "").split(",") if t]
+    unknown = set(only) - {name for name, _ in tests}
+    if unknown:
+        sys.exit("image-test: no test named %s" % ", ".join(sorted(unknown)))
+    passed = failed = 0
+    for name, fn in tests:
+        if only and name not in only:
+            continue
+        try:
+            print("PASS %s %s" % (name, fn()), flush=True)
+            passed += 1
+        except Fail as e:
+            print("FAIL %s %s (log: build/image/test-%s.log)" % (name, e, name), flush=True)
+            failed += 1
+        except Exception as e:
+            print("FAIL %s %s: %s (log: build/image/test-%s.log)" % (name, type(e).__name__, e, name), flush=True)
+            failed += 1
+    print("image-test: %d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
