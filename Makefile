@@ -7,7 +7,7 @@
 #   make test    format check, unit tests (ASan/UBSan), fuzz pass, kernel tests,
 #                third-party builds + smoke tests, SDK suites (JS and Python),
 #                the VMM tests in a nested L1 (qemu-tests/), the image boot tests
-#   make bench   benchmarks, printed as tables (agent, then VMM in L1)
+#   make bench   benchmarks, printed as tables (agent, VMM in L1, appliance boot)
 
 CUBEOS_CACHE ?= /var/cache/cubeos
 export CUBEOS_CACHE
@@ -134,6 +134,7 @@ test: all format-check unit fuzz kernel-test thirdparty thirdparty-test sdk qemu
 bench: all
 	bash tools/bench.sh
 	$(MAKE) qemu-bench
+	$(MAKE) image-bench
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,9 +1,10 @@
-/* cmd_status.c - status: services, uptime, memory, KVM type, sandboxes. */
+/* cmd_status.c - status: services, uptime, memory, KVM type, data disk, sandboxes. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "datadisk.h"
 #include "service.h"
 #include "shell.h"
 
@@ -92,6 +93,9 @@ static void show_system(struct shell *sh)
 	shell_printf(sh, "memory     %llu MiB used of %llu MiB (%llu MiB available)\r\n", (total - avail) / 1024,
 		     total / 1024, avail / 1024);
 	shell_printf(sh, "kvm        %s\r\n", kvm_type());
+	char data[512];
+	datadisk_describe(datadisk_current(), data, sizeof data);
+	shell_printf(sh, "data       %s\r\n", data);
 }
 
 static void show_services(struct shell *sh)
@@ -101,16 +105,16 @@ static void show_services(struct shell *sh)
 		shell_printf(sh, "services   none\r\n");
 		return;
 	}
-	shell_printf(sh, "services\r\n  %-14s %-9s %-8s %-9s %-8s %s\r\n", "NAME", "STATE", "PID", "RESTARTS", "SINCE",
+	shell_printf(sh, "services\r\n  %-14s %-9s %-8s %-9s %-8s %s\r\n", "NAME", "STATE", "PID", "RESTARTS", "UPTIME",
 		     "LAST EXIT");
 	for (size_t k = 0; k < set->n; k++) {
 		struct service *s = &set->svc[set->order[k]];
-		char since[32], how[64], pid[16];
-		format_duration((mono_ms() - s->since_ms) / 1000, since, sizeof since);
+		char up[32], how[64], pid[16];
+		service_uptime(s, up, sizeof up);
 		service_describe_exit(s, how, sizeof how);
 		snprintf(pid, sizeof pid, s->pid > 0 ? "%d" : "-", (int)s->pid);
 		shell_printf(sh, "  %-14s %-9s %-8s %-9u %-8s %s\r\n", s->def.name, service_state_name(s->state), pid,
-			     s->restarts, since, how);
+			     s->restarts, up, how);
 	}
 }
 

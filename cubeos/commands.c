@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ca.h"
+#include "install.h"
 #include "shell.h"
 
 static void cmd_help(struct shell *sh, int argc, char **argv)
@@ -59,30 +60,6 @@ static void cmd_needs_api(struct shell *sh, int argc, char **argv)
 	shell_printf(sh, "not available until the API service exists\r\n");
 }
 
-/* Booted from the ISO or over PXE, the kernel command line says so. */
-static bool booted_live(void)
-{
-	char cmdline[4096] = "";
-	FILE *f = fopen("/proc/cmdline", "r");
-	if (f) {
-		if (!fgets(cmdline, sizeof cmdline, f))
-			cmdline[0] = '\0';
-		fclose(f);
-	}
-	return strstr(cmdline, "cubeos.boot=iso") || strstr(cmdline, "cubeos.boot=pxe");
-}
-
-static void cmd_install(struct shell *sh, int argc, char **argv)
-{
-	if (!sh->os || !sh->os->pid1)
-		shell_printf(sh, "install: not available in test mode (only when booted from the ISO or PXE)\r\n");
-	else if (!booted_live())
-		shell_printf(sh, "install: this system runs from its disk; install works only when booted from the ISO "
-				 "or PXE\r\n");
-	else
-		shell_printf(sh, "install: installing to %s is not yet available in this version\r\n", argv[0]);
-}
-
 const char *power_action_name(enum power_action a)
 {
 	static const char *const names[] = {"none", "reboot", "halt", "poweroff"};
@@ -125,10 +102,15 @@ const struct shell_cmd shell_cmds[] = {
     {"ca issue", "DOMAIN [IP...]", "make the proxy certificate for DOMAIN and *.DOMAIN", 1, 1 + CA_SERVER_IPS_MAX,
      cmd_ca_issue},
     {"logs", "SERVICE [LINES]", "last lines of a service's log", 1, 2, cmd_logs},
+    {"service list", "", "services: state, pid, restarts, uptime, command", 0, 0, cmd_service_list},
+    {"service restart", "NAME", "stop a service cleanly and start it again", 1, 1, cmd_service_restart},
+    {"service kill", "NAME [SIGNAL]", "signal a service (default KILL); it restarts as after a crash", 1, 2,
+     cmd_service_kill},
+    {"selftest", "", "boot a sandbox VM through cube-vmm and check its agent", 0, 0, cmd_selftest},
     {"sandbox list", "", "running sandboxes", 0, 0, cmd_needs_api},
     {"sandbox kill", "ID", "stop a sandbox", 1, 1, cmd_needs_api},
     {"template list", "", "templates", 0, 0, cmd_needs_api},
-    {"install", "DISK", "install to DISK (from the ISO or PXE)", 1, 1, cmd_install},
+    {"install", "DISK", "erase DISK and install CubeOS on it (from the ISO, PXE or this disk)", 1, 1, cmd_install},
     {"reboot", "", "stop services cleanly and reboot", 0, 0, cmd_reboot},
     {"poweroff", "", "stop services cleanly and power off", 0, 0, cmd_poweroff},
     {"exit", "", "log out (also: logout, Ctrl-D)", 0, 0, cmd_exit},

@@ -27,9 +27,11 @@
 #include "../lib/log.h"
 #include "../lib/loop.h"
 #include "config.h"
+#include "install.h"
 #include "cubeos.h"
 #include "net.h"
 #include "passwd.h"
+#include "powerkey.h"
 #include "service.h"
 #include "shell.h"
 
@@ -107,9 +109,13 @@ static void on_signal(void *arg, int signo)
 }
 
 /* The ACPI power button arrives as KEY_POWER on an input device
- * (/dev/input/event*, "Power Button"). Watching it is a hook for the image
- * work: it reads input_event records and calls request_power(POWER_POWEROFF). */
-static void power_button_watch(struct cubeos *c) {}
+ * (/dev/input/event*, "Power Button"); powerkey.c turns a press into
+ * request_power(POWER_POWEROFF). Test mode leaves the host's keys alone. */
+static void power_button_watch(struct cubeos *c)
+{
+	if (c->pid1)
+		powerkey_watch(c, "/dev/input");
+}
 
 /* --- boot ------------------------------------------------------------------------ */
 
@@ -237,7 +243,10 @@ static const char usage_text[] =
     "usage: cubeos                 (as PID 1: the appliance)\n"
     "       cubeos --test --state DIR [--services FILE.json] [--shell] [--stop-timeout-ms N]\n"
     "                              [--pbkdf2-iterations N]\n"
-    "       cubeos --placeholder NAME   (an idle stand-in service)\n";
+    "       cubeos --placeholder NAME   (an idle stand-in service)\n"
+    "       cubeos --selftest [--vmm P] [--guestctl P] [--kernel P] [--rootfs P] [--dir D] [--wait-ms N]\n"
+    "                              (boot a sandbox VM through cube-vmm and check its agent)\n"
+    "       cubeos --install DISK       (the shell's install command: erases DISK)\n";
 
 /* A service that does nothing until SIGTERM: stands in for daemons that do
  * not exist yet (see services.c). */
@@ -272,6 +281,10 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--placeholder") == 0)
 		return run_placeholder(argv[2]);
+	if (argc >= 2 && strcmp(argv[1], "--selftest") == 0)
+		return selftest_main(argc - 1, argv + 1); /* the shell's selftest command, in a child */
+	if (argc == 3 && strcmp(argv[1], "--install") == 0)
+		return install_main(argv[2]); /* the shell's install command, in a child */
 	struct options o = {0};
 	if (parse_options(argc, argv, &o) < 0) {
 		fputs(usage_text, stderr);

@@ -13,6 +13,7 @@
 
 #include "../lib/log.h"
 #include "cubeos.h"
+#include "datadisk.h"
 
 struct early_mount {
 	const char *source, *target, *fstype;
@@ -60,21 +61,21 @@ int console_attach(void)
 	return 0;
 }
 
-/* The data disk (found, partitioned and formatted at first boot) comes with
- * the image work; until then state lives in RAM and a reboot forgets it. */
+/* The state directory: the data partition mounted on /var/lib/cubeos
+ * (checked, or formatted if blank), else RAM with a warning (datadisk.c). */
 const char *state_dir_prepare(void)
 {
-	const char *dir = "/run/cubeos";
-	mkdir(dir, 0700);
-	log_warn("state", "no data disk support yet: state in %s does not survive a reboot", dir);
-	return dir;
+	struct datadisk_env env;
+	datadisk_env_default(&env);
+	return datadisk_prepare(&env);
 }
 
 void mount_finish_readonly(void)
 {
 	sync();
-	/* The data disk is unmounted here once it exists. The root may be the
-	 * initramfs, which cannot be remounted: that is fine, it is in RAM. */
+	/* Services are stopped by now: the data disk can let go. The root may be
+	 * the initramfs, which cannot be remounted: that is fine, it is in RAM. */
+	datadisk_release();
 	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0 && errno != EINVAL)
 		log_warn("shutdown", "cannot remount / read-only: %s", strerror(errno));
 	sync();

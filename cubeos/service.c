@@ -148,11 +148,35 @@ static void set_state(struct service *s, enum service_state st)
 static void spawn(struct service *s);
 static void on_exit_status(void *arg, pid_t pid, int wstatus);
 
+/* Logs "services.up" once, the first time every service has been running. */
+static void check_all_up(struct service_set *set)
+{
+	if (set->all_up)
+		return;
+	for (size_t i = 0; i < set->n; i++)
+		if (!set->svc[i].ever_running)
+			return;
+	set->all_up = true;
+	log_info("services.up", "all %zu services running", set->n);
+}
+
 static void on_settled(void *arg)
 {
 	struct service *s = arg;
-	if (s->state == SVC_STARTING)
-		set_state(s, SVC_RUNNING);
+	if (s->state != SVC_STARTING)
+		return;
+	set_state(s, SVC_RUNNING);
+	s->ever_running = true;
+	check_all_up(s->set);
+}
+
+/* The whole process group (services run in their own session); just the pid
+ * if the child has not called setsid yet. */
+static int signal_service(struct service *s, int sig)
+{
+	if (kill(-s->pid, sig) == 0)
+		return 0;
+	return kill(s->pid, sig);
 }
 
 static void on_restart_due(void *arg)
@@ -237,6 +261,23 @@ fail:
 	schedule_restart(s, SVC_FAILED, 0);
 }
 
+void service_uptime(const struct service *s, char *out, size_t outsz)
+{
+	if (s->pid <= 0) {
+		snprintf(out, outsz, "-");
+		return;
+	}
+	unsigned long long t = (mono_ms() - s->started_ms) / 1000;
+	if (t >= 86400)
+		snprintf(out, outsz, "%llud%02lluh", t / 86400, t % 86400 / 3600);
+	else if (t >= 3600)
+		snprintf(out, outsz, "%lluh%02llum", t / 3600, t % 3600 / 60);
+	else if (t >= 60)
+		snprintf(out, outsz, "%llum%02llus", t / 60, t % 60);
+	else
+		snprintf(out, outsz, "%llus", t);
+}
+
 void service_describe_exit(const struct service *s, char *out, size_t outsz)
 {
 	if (!s->has_exited)
@@ -260,6 +301,13 @@ static void on_exit_status(void *arg, pid_t pid, int wstatus)
 	s->last_status = wstatus;
 	service_describe_exit(s, how, sizeof how);
 	loop_timer_disarm(s->set->loop, &s->timer);
+	if (s->state == SVC_STOPPING && s->restart_requested && !s->set->stopping) {
+		s->restart_requested = false;
+		s->restarts++;
+		log_info("service.restart", "%s: stopped (%s); starting it again as requested", s->def.name, how);
+		spawn(s);
+		return;
+	}
 	if (s->state == SVC_STOPPING || s->set->stopping) {
 		log_info("service.stopped", "%s: stopped (%s)", s->def.name, how);
 		set_state(s, SVC_STOPPED);
@@ -326,6 +374,49 @@ void service_set_free(struct service_set *set)
 	free(set);
 }
 
+static void on_stop_timeout(void *arg);
+
+int service_restart(struct service *s)
+{
+	if (s->set->stopping) {
+		errno = ESHUTDOWN;
+		return -1;
+	}
+	if (s->state == SVC_STOPPING) {
+		errno = EALREADY;
+		return -1;
+	}
+	s->backoff.next_ms = s->backoff.initial_ms; /* asked for: not a crash loop */
+	if (s->pid > 0) {
+		log_info("service.restart", "%s: restart requested: SIGTERM to pid %d", s->def.name, (int)s->pid);
+		s->restart_requested = true;
+		set_state(s, SVC_STOPPING);
+		signal_service(s, SIGTERM);
+		loop_timer_arm(s->set->loop, &s->timer, s->set->stop_timeout_ms, on_stop_timeout, s);
+		return 0;
+	}
+	/* Waiting in backoff (or never started): start now. */
+	log_info("service.restart", "%s: restart requested: starting now", s->def.name);
+	loop_timer_disarm(s->set->loop, &s->timer);
+	s->restarts++;
+	spawn(s);
+	return 0;
+}
+
+int service_kill(struct service *s, int sig)
+{
+	if (s->set->stopping) {
+		errno = ESHUTDOWN;
+		return -1;
+	}
+	if (s->pid <= 0) {
+		errno = ESRCH;
+		return -1;
+	}
+	log_warn("service.kill", "%s: signal %d to pid %d on request", s->def.name, sig, (int)s->pid);
+	return signal_service(s, sig);
+}
+
 void service_start_all(struct service_set *set)
 {
 	for (size_t k = 0; k < set->n; k++) {
@@ -334,6 +425,7 @@ void service_start_all(struct service_set *set)
 		if (s->state == SVC_STOPPED)
 			spawn(s);
 	}
+	check_all_up(set); /* an empty table is up at once */
 }
 
 static void on_stop_timeout(void *arg)
@@ -341,8 +433,7 @@ static void on_stop_timeout(void *arg)
 	struct service *s = arg;
 	log_warn("service.kill", "%s: still running %llu ms after SIGTERM, sending SIGKILL", s->def.name,
 		 (unsigned long long)s->set->stop_timeout_ms);
-	if (kill(-s->pid, SIGKILL) < 0)
-		kill(s->pid, SIGKILL);
+	signal_service(s, SIGKILL);
 }
 
 /* Stops the next service from the end of the order; finishes when none is left. */
@@ -355,10 +446,8 @@ static void stop_next(struct service_set *set)
 		if (s->pid > 0) {
 			log_info("service.stop", "%s: stopping (SIGTERM to pid %d)", s->def.name, (int)s->pid);
 			set_state(s, SVC_STOPPING);
-			/* The whole process group (services run in their own
-			 * session); just the pid if it has not called setsid yet. */
-			if (kill(-s->pid, SIGTERM) < 0)
-				kill(s->pid, SIGTERM);
+			s->restart_requested = false;
+			signal_service(s, SIGTERM);
 			loop_timer_arm(set->loop, &s->timer, set->stop_timeout_ms, on_stop_timeout, s);
 			return;
 		}

@@ -6,7 +6,9 @@
  * dependency order, are restarted with exponential backoff when they exit,
  * and are stopped in reverse order at shutdown (SIGTERM, then SIGKILL after a
  * timeout). Their stdout and stderr go through pipes into JSON-lines files
- * <log_dir>/<name>.log (see svclog.h).
+ * <log_dir>/<name>.log (see svclog.h). The first time every service of the
+ * set is running at once, the event "services.up" is logged (boot benchmarks
+ * measure to it).
  */
 #ifndef CUBEOS_SERVICE_H
 #define CUBEOS_SERVICE_H
@@ -63,6 +65,8 @@ struct service {
 	enum service_state state;
 	pid_t pid;
 	unsigned restarts;
+	bool ever_running;	/* reached SVC_RUNNING at least once (for services.up) */
+	bool restart_requested; /* service_restart: start again once the stop is done */
 	bool has_exited;
 	int last_status;     /* wait status of the last exit */
 	uint64_t since_ms;   /* monotonic time of the last state change */
@@ -80,6 +84,7 @@ struct service_set {
 	size_t *order;
 	uint64_t stop_timeout_ms;
 	struct backoff backoff; /* template copied into every service */
+	bool all_up;		/* every service has been running once: "services.up" was logged */
 	/* Shutdown progress: services are stopped one by one from order[n-1]. */
 	bool stopping;
 	size_t stop_left;
@@ -99,7 +104,21 @@ void service_start_all(struct service_set *set);
 void service_stop_all(struct service_set *set, void (*fn)(void *arg), void *arg);
 struct service *service_find(struct service_set *set, const char *name);
 
+/* Manual control (the shell's service command). service_restart stops the
+ * service cleanly (SIGTERM to its process group, SIGKILL after the stop
+ * timeout) and starts it again at once, or starts it now if it is waiting in
+ * backoff; its backoff goes back to the initial delay. service_kill sends sig
+ * to the service's process group; an exit that follows is treated like a
+ * crash (restart with backoff). Both return 0, or -1 with errno: ESHUTDOWN
+ * (the set is shutting down), EALREADY (a stop is under way), ESRCH (no
+ * process to signal). */
+int service_restart(struct service *s);
+int service_kill(struct service *s, int sig);
+
 const char *service_state_name(enum service_state s);
+/* How long the current process has run ("45s", "3m07s", "2h05m", "1d04h"),
+ * or "-" when there is none. */
+void service_uptime(const struct service *s, char *out, size_t outsz);
 /* "exit 1", "signal 9 (Killed)" or "-" into out. */
 void service_describe_exit(const struct service *s, char *out, size_t outsz);
 

@@ -3,10 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -50,8 +53,13 @@ void shell_init(struct shell *sh, struct cubeos *os, shell_out_fn out, void *arg
 	sh->lock_ms = SHELL_LOCK_MS;
 }
 
+static void child_forget(struct shell *sh);
+
 void shell_fini(struct shell *sh)
 {
+	/* A session going away (hangup) takes its command with it. */
+	shell_signal_child(sh, SIGKILL);
+	child_forget(sh);
 	if (sh->os && sh->os->loop)
 		loop_timer_disarm(sh->os->loop, &sh->unlock);
 	explicit_bzero(sh->line, sizeof sh->line);
@@ -169,6 +177,182 @@ void shell_run_line(struct shell *sh, char *line)
 		return;
 	}
 	best->fn(sh, nargs, argv + used);
+}
+
+/* --- child processes (shell_run) ------------------------------------------------ */
+
+/* Same base environment as the services get. */
+static char *const child_env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TERM=linux", NULL};
+
+bool shell_signal_child(struct shell *sh, int sig)
+{
+	if (sh->child.pid <= 0)
+		return false;
+	/* The child leads its own process group: its helpers get the signal too. */
+	if (kill(-sh->child.pid, sig) < 0)
+		kill(sh->child.pid, sig);
+	return true;
+}
+
+/* Passes child output on, LF turned into CRLF (the console is in raw mode and
+ * a pipe has no line discipline); a CRLF from the child stays as it is. */
+static void child_output(struct shell *sh, const char *data, size_t n)
+{
+	if (sh->mode != SHELL_RUNNING)
+		return; /* logged out meanwhile: nobody may see it */
+	size_t from = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool lf_alone = data[i] == '\n' && !(i > 0 ? data[i - 1] == '\r' : sh->child.last_cr);
+		if (!lf_alone)
+			continue;
+		shell_write(sh, data + from, i - from);
+		shell_write(sh, "\r\n", 2);
+		from = i + 1;
+	}
+	shell_write(sh, data + from, n - from);
+	if (n)
+		sh->child.last_cr = data[n - 1] == '\r';
+}
+
+static void child_close_output(struct shell *sh)
+{
+	if (!sh->child.out_open)
+		return;
+	loop_io_del(sh->os->loop, &sh->child.out);
+	close(sh->child.out.fd);
+	sh->child.out_open = false;
+}
+
+/* Reads what the pipe holds now; closes it at end of file. */
+static void child_drain(struct shell *sh)
+{
+	char chunk[4096];
+	while (sh->child.out_open) {
+		ssize_t r = read(sh->child.out.fd, chunk, sizeof chunk);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN)
+			return;
+		if (r <= 0) {
+			child_close_output(sh);
+			return;
+		}
+		child_output(sh, chunk, (size_t)r);
+	}
+}
+
+static void on_child_readable(void *arg, uint32_t events)
+{
+	child_drain(arg);
+}
+
+static void child_forget(struct shell *sh)
+{
+	if (sh->os && sh->os->loop) {
+		child_close_output(sh);
+		loop_child_unwatch(sh->os->loop, &sh->child.watch);
+	}
+	sh->child.pid = 0;
+}
+
+static void report_status(struct shell *sh, int wstatus)
+{
+	if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0)
+		shell_printf(sh, "[exit %d]\r\n", WEXITSTATUS(wstatus));
+	else if (WIFSIGNALED(wstatus))
+		shell_printf(sh, "[signal %d (%s)]\r\n", WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)));
+}
+
+static void on_child_exit(void *arg, pid_t pid, int wstatus)
+{
+	struct shell *sh = arg;
+	/* Whatever it wrote before exiting is in the pipe now. Helpers it left
+	 * behind may hold the pipe open: the prompt does not wait for them. */
+	child_drain(sh);
+	child_forget(sh);
+	if (sh->mode != SHELL_RUNNING)
+		return;
+	report_status(sh, wstatus);
+	sh->mode = SHELL_COMMAND;
+	prompt(sh);
+}
+
+/* The child side of fork(): undo what PID1 set up for itself, then exec. */
+static void __attribute__((noreturn)) exec_child(char *const argv[], int out_fd)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	setsid();
+	int null_fd = open("/dev/null", O_RDONLY);
+	if (null_fd >= 0)
+		dup2(null_fd, 0);
+	dup2(out_fd, 1);
+	dup2(out_fd, 2);
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+	if (chdir("/") < 0)
+		_exit(126);
+	execve(argv[0], argv, child_env);
+	dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+int shell_run(struct shell *sh, char *const argv[])
+{
+	if (!sh->os || !sh->os->loop) {
+		shell_printf(sh, "error: cannot run programs here\r\n");
+		return -1;
+	}
+	if (sh->child.pid > 0) {
+		shell_printf(sh, "error: a command is still running\r\n");
+		return -1;
+	}
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		shell_printf(sh, "error: cannot run %s: %s\r\n", argv[0], strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		shell_printf(sh, "error: cannot run %s: %s\r\n", argv[0], strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0)
+		exec_child(argv, p[1]);
+	/* Watch before returning to the loop, so the exit cannot be missed. */
+	loop_child_watch(sh->os->loop, &sh->child.watch, pid, on_child_exit, sh);
+	close(p[1]);
+	fd_nonblock(p[0]);
+	sh->child.pid = pid;
+	sh->child.last_cr = false;
+	sh->child.out_open = loop_io_add(sh->os->loop, &sh->child.out, p[0], EPOLLIN, on_child_readable, sh) == 0;
+	if (!sh->child.out_open)
+		close(p[0]); /* the child gets EPIPE; its exit still ends the command */
+	sh->mode = SHELL_RUNNING;
+	log_info("shell.run", "console runs %s, pid %d", argv[0], (int)pid);
+	return 0;
+}
+
+/* Input while a child runs: Ctrl-C interrupts it, Ctrl-D kills it and logs
+ * out; everything else is dropped (the child's stdin is /dev/null). */
+static void feed_running(struct shell *sh, unsigned char ch)
+{
+	if (ch == 0x03) {
+		shell_printf(sh, "^C\r\n");
+		shell_signal_child(sh, SIGINT);
+	} else if (ch == 0x04) {
+		shell_signal_child(sh, SIGKILL);
+		child_forget(sh);
+		sh->mode = SHELL_LOGIN;
+		shell_printf(sh, "\r\nlogged out (the running command was killed)\r\n");
+		prompt(sh);
+	}
 }
 
 /* --- login ------------------------------------------------------------------ */
@@ -312,7 +496,10 @@ void shell_feed(struct shell *sh, const char *data, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (sh->mode == SHELL_LOCKED)
 			continue; /* typed while locked: dropped */
-		feed_byte(sh, (unsigned char)data[i]);
+		if (sh->mode == SHELL_RUNNING)
+			feed_running(sh, (unsigned char)data[i]);
+		else
+			feed_byte(sh, (unsigned char)data[i]);
 	}
 }
 
@@ -385,6 +572,9 @@ static void on_readable(void *arg, uint32_t events)
 		return;
 	if (r <= 0) {
 		loop_io_del(t->loop, &t->in);
+		/* Hangup: a command still running dies with the session. */
+		if (shell_signal_child(&t->sh, SIGKILL))
+			log_warn("shell.hangup", "console input ended: killed the running command");
 		if (t->on_eof)
 			t->on_eof(t->arg);
 		return;

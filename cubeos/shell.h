@@ -11,6 +11,10 @@
  * then "cubeos> " prompts until exit, logout or Ctrl-D, then the password
  * prompt again. Editing: backspace, Ctrl-U and Ctrl-C clear the line,
  * escape sequences (arrow keys) and other control bytes are ignored.
+ *
+ * A command may run a child process (shell_run): its output streams to the
+ * session through the loop, the prompt comes back when it exits, Ctrl-C
+ * sends it SIGINT, and Ctrl-D or a hangup kills it.
  */
 #ifndef CUBEOS_SHELL_H
 #define CUBEOS_SHELL_H
@@ -18,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../lib/loop.h"
 #include "cubeos.h"
@@ -29,7 +34,17 @@
 
 typedef void (*shell_out_fn)(void *arg, const char *s, size_t n);
 
-enum shell_mode { SHELL_LOGIN, SHELL_LOCKED, SHELL_COMMAND };
+/* SHELL_RUNNING: a child started by shell_run owns the session until it exits. */
+enum shell_mode { SHELL_LOGIN, SHELL_LOCKED, SHELL_COMMAND, SHELL_RUNNING };
+
+/* The child process of shell_run, and the pipe its stdout+stderr come through. */
+struct shell_child {
+	pid_t pid; /* 0: none; also its process group (it runs in its own session) */
+	struct loop_child watch;
+	struct loop_io out;
+	bool out_open;
+	bool last_cr; /* the last byte passed on was '\r' (for the LF -> CRLF turn) */
+};
 
 struct shell {
 	struct cubeos *os;
@@ -45,6 +60,7 @@ struct shell {
 	int wrong_tries;
 	uint64_t lock_ms; /* lock time after SHELL_MAX_TRIES wrong passwords */
 	struct loop_timer unlock;
+	struct shell_child child;
 };
 
 void shell_init(struct shell *sh, struct cubeos *os, shell_out_fn out, void *arg, bool echo);
@@ -62,6 +78,17 @@ void shell_write(struct shell *sh, const char *s, size_t n);
 int shell_split(char *line, char **argv, int max, const char **err);
 /* Runs one command line (after login). */
 void shell_run_line(struct shell *sh, char *line);
+
+/* Runs argv (argv[0] is the path to exec) as a child in its own session, with
+ * stdin /dev/null and stdout+stderr streamed to the session through the loop
+ * (LF becomes CRLF). The session stays in SHELL_RUNNING until the child exits;
+ * then a non-zero status is reported ("[exit 3]", "[signal 2 (Interrupt)]")
+ * and the prompt comes back. Call it from a command: the prompt that normally
+ * follows a command is held back. Returns 0, or -1 with the reason already
+ * printed (no loop, fork or pipe failed, another child still running). */
+int shell_run(struct shell *sh, char *const argv[]);
+/* Sends sig to the running child's process group; false if none runs. */
+bool shell_signal_child(struct shell *sh, int sig);
 
 /* A shell on a pair of fds (a console, or a pipe in tests): reads in_fd from
  * the loop, queues output to out_fd without blocking. On a terminal it sets
@@ -89,6 +116,16 @@ void cmd_apikey_list(struct shell *sh, int argc, char **argv);
 void cmd_apikey_create(struct shell *sh, int argc, char **argv);
 void cmd_apikey_revoke(struct shell *sh, int argc, char **argv);
 void cmd_logs(struct shell *sh, int argc, char **argv);
+void cmd_service_list(struct shell *sh, int argc, char **argv);
+void cmd_service_restart(struct shell *sh, int argc, char **argv);
+void cmd_service_kill(struct shell *sh, int argc, char **argv);
+/* "KILL", "SIGTERM", "hup" or a number from 1 to NSIG-1; -1 if none of those. */
+int shell_parse_signal(const char *text);
+void cmd_selftest(struct shell *sh, int argc, char **argv);
+/* `cubeos --selftest [options]` (selftest.c): boots a sandbox VM and checks
+ * its agent; prints phases and "selftest: PASS ..." or "selftest: FAIL ...".
+ * argv[0] is "--selftest". Returns the exit status. */
+int selftest_main(int argc, char **argv);
 const char *kvm_type(void);
 
 #endif

@@ -3,35 +3,69 @@
 #   make host-initramfs  build/host/initramfs.cpio.zst: the whole appliance
 #                        userland (cubeos as /init, cube-vmm, guestctl, the guest
 #                        kernel and rootfs), zstd-compressed cpio
-#   make image           build/image/cubeos.qcow2: GPT, ESP with SYSLINUX (BIOS)
+#   make image           all three outputs, then their sizes:
+#                        build/image/cubeos.qcow2: GPT, ESP with SYSLINUX (BIOS)
 #                        and syslinux.efi (UEFI) + kernel + initramfs, and an empty
 #                        cubeos-data partition; built without mounts or root
+#                        build/image/cubeos.iso: hybrid BIOS/UEFI live ISO (CD or
+#                        USB stick), runs from RAM, `install DISK`
+#                        build/image/pxe/: TFTP/HTTP root (iPXE script, pxelinux)
+#                        build/image/esp.img: the install source they carry
 #   make run-image       boot it in QEMU, serial console on stdio (FIRMWARE=uefi
 #                        for OVMF); `image/run.sh --check` boots it and times
 #                        "cubeos up"
 #   make image-test      boot tests of the image (image/test.sh): SeaBIOS and OVMF
 #                        boots, a scripted admin console session, poweroff; serial
 #                        logs in build/image/test-*.log
+#   make image-bench     image sizes and boot time to boot.done / services.up under
+#                        SeaBIOS and OVMF, 3 runs each (image/bench.sh)
 #
 # Environment: IMAGE_SIZE (virtual disk, 8G), ESP_SIZE_MIB (128), KERNEL_CMDLINE,
 # HOST_ROOTFS_BUSYBOX=1 (adds a debugging busybox to the initramfs, off the PATH).
 
 HOST_INITRAMFS := $(BUILD)/host/initramfs.cpio.zst
 IMAGE_QCOW2    := $(BUILD)/image/cubeos.qcow2
+IMAGE_ESP      := $(BUILD)/image/esp.img
+IMAGE_ISO      := $(BUILD)/image/cubeos.iso
+IMAGE_PXE      := $(BUILD)/image/pxe/boot.ipxe
+ESP_SIZE_MIB   ?= 128
 
-.PHONY: host-initramfs image run-image image-test
+.PHONY: host-initramfs image iso pxe run-image image-test image-bench
 host-initramfs: $(HOST_INITRAMFS)
-image: $(IMAGE_QCOW2)
+iso: $(IMAGE_ISO)
+pxe: $(IMAGE_PXE)
+image: $(IMAGE_QCOW2) $(IMAGE_ISO) $(IMAGE_PXE)
+	@echo "image: sizes:"
+	@for f in $(IMAGE_QCOW2) $(IMAGE_ISO) $(dir $(IMAGE_PXE)) $(IMAGE_ESP) $(HOST_INITRAMFS) $(BUILD)/host/bzImage; do \
+	  printf 'image:   %-8s %s\n' "$$(du -sh --apparent-size "$$f" | cut -f1)" "$$f"; done
 
 $(HOST_INITRAMFS): initramfs/host-rootfs.sh image/image.mk $(BUILD)/bin/cubeos $(BUILD)/cube-vmm \
-		$(BUILD)/guestctl $(BUILD)/guest/vmlinux $(BUILD)/guest/rootfs.ext4
-	@bash initramfs/host-rootfs.sh $(BUILD) $@
+		$(BUILD)/guestctl $(BUILD)/guest/vmlinux $(BUILD)/guest/rootfs.ext4 $(THIRDPARTY_DIR)/e2fsprogs/.done
+	@E2FSPROGS_BIN='$(E2FSPROGS_BIN)' bash initramfs/host-rootfs.sh $(BUILD) $@
 
-$(IMAGE_QCOW2): image/mkimage.sh image/image.mk $(BUILD)/host/bzImage $(HOST_INITRAMFS)
+# mke2fs + e2fsck (static musl, thirdparty/): cubeos formats and checks the data disk.
+$(THIRDPARTY_DIR)/e2fsprogs/.done:
+	bash thirdparty/build.sh e2fsprogs
+
+$(IMAGE_QCOW2): image/mkimage.sh image/mkesp.sh image/image.mk $(BUILD)/host/bzImage $(HOST_INITRAMFS)
 	@bash image/mkimage.sh $(BUILD)/host/bzImage $(HOST_INITRAMFS) $@
+
+# The install source: the disk's ESP (same size, same command line as the
+# qcow2's), its empty tail cut off.
+$(IMAGE_ESP): image/mkesp.sh image/image.mk $(BUILD)/host/bzImage $(HOST_INITRAMFS)
+	@bash image/mkesp.sh $(BUILD)/host/bzImage $(HOST_INITRAMFS) $@ $(ESP_SIZE_MIB) --trim
+
+$(IMAGE_ISO): image/mkiso.sh image/mkesp.sh image/image.mk $(BUILD)/host/bzImage $(HOST_INITRAMFS) $(IMAGE_ESP)
+	@bash image/mkiso.sh $(BUILD)/host/bzImage $(HOST_INITRAMFS) $(IMAGE_ESP) $@
+
+$(IMAGE_PXE): image/mkpxe.sh image/image.mk $(BUILD)/host/bzImage $(HOST_INITRAMFS) $(IMAGE_ESP)
+	@bash image/mkpxe.sh $(BUILD)/host/bzImage $(HOST_INITRAMFS) $(IMAGE_ESP) $(dir $@)
 
 run-image: $(IMAGE_QCOW2)
 	bash image/run.sh $(IMAGE_QCOW2)
 
 image-test: image
-	@bash image/test.sh $(IMAGE_QCOW2)
+	@ISO=$(IMAGE_ISO) PXE_DIR=$(dir $(IMAGE_PXE)) bash image/test.sh $(IMAGE_QCOW2)
+
+image-bench: image
+	@bash image/bench.sh $(IMAGE_QCOW2)

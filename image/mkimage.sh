@@ -10,8 +10,8 @@
 #      config, the kernel and the initramfs: the whole, immutable system
 #   2  "cubeos-data": empty; cubeos formats it at first boot
 #
-# Steps: the ESP is made as a file of its own (mkfs.vfat, `syslinux --install`
-# and mtools all work on image files), the disk as a sparse raw file
+# Steps: the ESP is made as a file of its own by image/mkesp.sh (mkfs.vfat,
+# `syslinux --install` and mtools all work on image files), the disk as a sparse raw file
 # partitioned by sgdisk, the ESP copied in at its offset with dd, then the raw
 # disk converted to a compressed qcow2.
 #
@@ -44,8 +44,6 @@ DATA_GUID=8C1D0B5E-2E0A-4B9F-9C55-444154410002
 FAT_VOLID=C0BE0501
 
 SYSLINUX_MBR=/usr/lib/syslinux/mbr/gptmbr.bin
-SYSLINUX_EFI=/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi
-SYSLINUX_EFI_LDLINUX=/usr/lib/syslinux/modules/efi64/ldlinux.e64
 
 die() {
 	echo "image: error: $*" >&2
@@ -53,10 +51,10 @@ die() {
 }
 
 PATH=$PATH:/sbin:/usr/sbin
-for t in mkfs.vfat syslinux mmd mcopy sgdisk qemu-img dd; do
+for t in sgdisk qemu-img dd; do
 	command -v $t >/dev/null || die "$t not found (run: make deps; image/deps.txt)"
 done
-for f in "$KERNEL" "$INITRAMFS" "$SYSLINUX_MBR" "$SYSLINUX_EFI" "$SYSLINUX_EFI_LDLINUX"; do
+for f in "$KERNEL" "$INITRAMFS" "$SYSLINUX_MBR"; do
 	[ -f "$f" ] || die "$f missing"
 done
 
@@ -65,43 +63,12 @@ work=$(mktemp -d "$(dirname "$OUT")/.image-work.XXXXXX")
 trap 'rm -rf "$work" "$OUT.tmp"' EXIT
 esp=$work/esp.img
 disk=$work/disk.raw
-export MTOOLS_SKIP_CHECK=1 # mtools: no geometry checks on a plain image file
 
-# --- boot loader configuration --------------------------------------------------
-# One file, read by SYSLINUX from /syslinux/ (BIOS) and by syslinux.efi from
-# the directory it was started from, /EFI/BOOT/ (UEFI). No menu, no wait.
-cat >"$work/syslinux.cfg" <<EOF
-SERIAL 0 115200
-DEFAULT cubeos
-PROMPT 0
-TIMEOUT 0
-LABEL cubeos
-  LINUX /cubeos/vmlinuz
-  INITRD /cubeos/initrd.zst
-  APPEND $KERNEL_CMDLINE
-EOF
-
-# --- the ESP, as a file ---------------------------------------------------------
-# -h: hidden sectors = the partition's first LBA, which the FAT boot sector
-# adds to its own sector numbers when SYSLINUX's VBR loads ldlinux.sys by BIOS
-# LBA reads. FAT32 as the UEFI specification asks for the ESP.
-truncate -s "${ESP_SIZE_MIB}M" "$esp"
-mkfs.vfat -F 32 -n CUBEOS-ESP -i "$FAT_VOLID" -h "$ESP_START" "$esp" >/dev/null ||
-	die "mkfs.vfat failed"
-# BIOS: ldlinux.sys + ldlinux.c32 into /syslinux and the SYSLINUX boot sector
-# (the directory must exist first).
-mmd -i "$esp" ::/syslinux
-syslinux --install --directory /syslinux "$esp" || die "syslinux --install failed"
-mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/cubeos
-mcopy -i "$esp" "$work/syslinux.cfg" ::/syslinux/syslinux.cfg
-# UEFI: the removable-media path firmware boots without any NVRAM entry.
-mcopy -i "$esp" "$SYSLINUX_EFI" ::/EFI/BOOT/BOOTX64.EFI
-mcopy -i "$esp" "$SYSLINUX_EFI_LDLINUX" ::/EFI/BOOT/ldlinux.e64
-mcopy -i "$esp" "$work/syslinux.cfg" ::/EFI/BOOT/syslinux.cfg
-# The system.
-mcopy -i "$esp" "$KERNEL" ::/cubeos/vmlinuz
-mcopy -i "$esp" "$INITRAMFS" ::/cubeos/initrd.zst
-esp_free=$(mdir -i "$esp" -/ ::/ | awk '/bytes free/ {gsub(/[^0-9]/, ""); print}')
+# --- the ESP, as a file (image/mkesp.sh: shared with the ISO and PXE) -----------
+ESP_FAT_VOLID=$FAT_VOLID KERNEL_CMDLINE=$KERNEL_CMDLINE \
+	bash "$(dirname "$0")/mkesp.sh" "$KERNEL" "$INITRAMFS" "$esp" "$ESP_SIZE_MIB" >"$work/esp.log" ||
+	die "building the ESP failed"
+esp_used=$(sed -n 's/.* FAT, \([0-9]*\) KiB used.*/\1/p' "$work/esp.log")
 
 # --- the disk -------------------------------------------------------------------
 truncate -s "$IMAGE_SIZE" "$disk"
@@ -132,4 +99,4 @@ mv -f "$OUT.tmp" "$OUT"
 virt=$(qemu-img info --output=json "$OUT" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')
 echo "image: $OUT: $(du -h --apparent-size "$OUT" | cut -f1) file, $((virt / 1048576)) MiB virtual"
 sgdisk --print "$disk" | sed -n '/^Number/,$p' | sed 's/^/image:   /'
-echo "image:   ESP: $(((ESP_SIZE_MIB * 1048576 - esp_free) / 1024)) KiB used of $ESP_SIZE_MIB MiB (kernel $(stat -c %s "$KERNEL"), initramfs $(stat -c %s "$INITRAMFS"))"
+echo "image:   ESP: $esp_used KiB used of $ESP_SIZE_MIB MiB (kernel $(stat -c %s "$KERNEL"), initramfs $(stat -c %s "$INITRAMFS"))"

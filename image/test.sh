@@ -2,10 +2,14 @@
 # Boot tests of the real disk image (`make image-test`): each test boots a
 # throwaway qcow2 overlay of IMAGE in QEMU and watches the serial console.
 #
-#   image/test.sh [IMAGE]        IMAGE defaults to build/image/cubeos.qcow2
+#   image/test.sh [IMAGE]        IMAGE defaults to build/image/cubeos.qcow2; the ISO
+#                                and PXE tree next to it (ISO=, PXE_DIR= override)
 #
 #   The tests: image/tests/test_*.py (each file says what it checks), run by
-#   image/imagetest.py. Today: boot_bios, boot_uefi (test_boot.py), admin_console (test_console.py).
+#   image/imagetest.py: boot_bios, boot_uefi (test_boot.py), admin_console
+#   (test_console.py), boot_iso_bios, boot_iso_uefi, boot_pxe, install_from_iso,
+#   install_from_pxe (test_media.py), persist, data_refused (test_persist.py),
+#   service_restart, selftest, power_button (test_admin.py).
 #
 # One line per test ("PASS name detail" or "FAIL name detail"), then
 # "image-test: N passed, M failed"; the exit status is non-zero if any failed.
@@ -20,6 +24,9 @@
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGE=$(realpath -m "${1:-$REPO/build/image/cubeos.qcow2}")
+# The ISO and the PXE tree are built next to the qcow2 (make image).
+ISO=$(realpath -m "${ISO:-$(dirname "$IMAGE")/cubeos.iso}")
+PXE_DIR=$(realpath -m "${PXE_DIR:-$(dirname "$IMAGE")/pxe}")
 LOGDIR=$REPO/build/image
 
 die() {
@@ -48,7 +55,7 @@ trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$LOGDIR"
 echo "image-test: $IMAGE, $ACCEL_NAME" >&2
 
-export IMAGE LOGDIR TMP ACCEL
+export IMAGE ISO PXE_DIR LOGDIR TMP ACCEL
 export CONSOLE_FIRMWARE=${CONSOLE_FIRMWARE:-bios} MEM=${MEM:-4096} SMP=${SMP:-2} BOOT_TIMEOUT=${BOOT_TIMEOUT:-300} IMAGE_TESTS_ONLY=${IMAGE_TESTS_ONLY:-}
 # The tests are Python (image/imagetest.py, image/tests/test_*.py): QEMU's serial
 # console on a pipe, read by a thread.

@@ -11,6 +11,9 @@
 #   /usr/bin/cube-vmm, /usr/bin/guestctl  the VMM and its control client
 #   /usr/lib/cubeos/vmlinux               the guest kernel
 #   /usr/lib/cubeos/rootfs.ext4           the default guest rootfs
+#   /usr/lib/cubeos/gptmbr.bin            MBR boot code for `install` (SYSLINUX)
+#   /cubeos/                              where a network boot puts esp.img (install source)
+#   /usr/lib/cubeos/mke2fs, e2fsck        format and check the data disk (thirdparty/ e2fsprogs)
 #   /dev/console                          so the kernel can give PID1 a console before devtmpfs
 #   /etc/os-release, mount points
 # With HOST_ROOTFS_BUSYBOX=1 a static busybox is added as /usr/lib/cubeos/busybox
@@ -38,16 +41,26 @@ VMM=$BUILD/cube-vmm
 GUESTCTL=$BUILD/guestctl
 GUEST_KERNEL=$BUILD/guest/vmlinux
 GUEST_ROOTFS=$BUILD/guest/rootfs.ext4
+# SYSLINUX's GPT MBR boot code: cubeos's `install` writes it to the disks it
+# partitions, as image/mkimage.sh does to the qcow2.
+GPTMBR=/usr/lib/syslinux/mbr/gptmbr.bin
+E2FSPROGS_BIN=${E2FSPROGS_BIN:-${THIRDPARTY_DIR:-${CUBEOS_CACHE:-/var/cache/cubeos}/thirdparty}/e2fsprogs/bin}
+MKE2FS=$E2FSPROGS_BIN/mke2fs
+E2FSCK=$E2FSPROGS_BIN/e2fsck
+for f in "$MKE2FS" "$E2FSCK"; do
+	[ -x "$f" ] || die "$f missing (run: bash thirdparty/build.sh e2fsprogs)"
+done
 for f in "$CUBEOS" "$VMM" "$GUESTCTL"; do
 	[ -x "$f" ] || die "$f missing (run: make)"
 done
 [ -f "$GUEST_KERNEL" ] || die "$GUEST_KERNEL missing (run: make guest-kernel)"
 [ -f "$GUEST_ROOTFS" ] || die "$GUEST_ROOTFS missing (run: make guest-rootfs)"
+[ -f "$GPTMBR" ] || die "$GPTMBR missing (run: make deps: syslinux-common)"
 for t in cpio zstd; do
 	command -v $t >/dev/null || die "$t not found (run: make deps)"
 done
 # Every program must be static: the initramfs has no libc and no loader.
-for f in "$CUBEOS" "$VMM" "$GUESTCTL"; do
+for f in "$CUBEOS" "$VMM" "$GUESTCTL" "$MKE2FS" "$E2FSCK"; do
 	if file -b "$f" 2>/dev/null | grep -q 'dynamically linked'; then
 		die "$f is dynamically linked: the initramfs has no shared libraries"
 	fi
@@ -59,7 +72,7 @@ trap 'rm -rf "$stage" "$OUT.tmp" "$OUT.cpio"' EXIT
 
 # --- tree -----------------------------------------------------------------------
 # Mount points exist so cubeos mounts without creating them (it would anyway).
-install -d -m 0755 "$stage"/{dev,proc,sys,run,etc,var,mnt,sbin,usr,usr/bin,usr/sbin,usr/lib/cubeos}
+install -d -m 0755 "$stage"/{dev,proc,sys,run,etc,var,var/lib,mnt,sbin,usr,usr/bin,usr/sbin,usr/lib/cubeos}
 install -d -m 0700 "$stage/root"
 install -d -m 1777 "$stage/tmp"
 
@@ -70,6 +83,13 @@ install -m 0755 "$VMM" "$stage/usr/bin/cube-vmm"
 install -m 0755 "$GUESTCTL" "$stage/usr/bin/guestctl"
 install -m 0644 "$GUEST_KERNEL" "$stage/usr/lib/cubeos/vmlinux"
 install -m 0644 "$GUEST_ROOTFS" "$stage/usr/lib/cubeos/rootfs.ext4"
+install -m 0644 "$GPTMBR" "$stage/usr/lib/cubeos/gptmbr.bin"
+# Network boots add the install source here (/cubeos/esp.img, image/mkpxe.sh);
+# the kernel does not create parent directories when it unpacks a cpio.
+install -d -m 0755 "$stage/cubeos"
+# Off the PATH: only cubeos runs them, on the data partition (cubeos/datadisk.c).
+install -m 0755 "$MKE2FS" "$stage/usr/lib/cubeos/mke2fs"
+install -m 0755 "$E2FSCK" "$stage/usr/lib/cubeos/e2fsck"
 if [ "${HOST_ROOTFS_BUSYBOX:-0}" = 1 ]; then
 	[ -x "$BUSYBOX" ] || die "$BUSYBOX missing (install busybox-static)"
 	install -m 0755 "$BUSYBOX" "$stage/usr/lib/cubeos/busybox"

@@ -32,6 +32,7 @@ LIBS=(
   "libbpf:libbpf:zlib libelf linux-uapi"
   "mbedtls:mbedtls:"
   "lwip:lwip:"
+  "e2fsprogs:e2fsprogs:linux-uapi"
 )
 
 log() { printf '[thirdparty] %s\n' "$*"; }
@@ -287,6 +288,33 @@ build_lwip() {
   mkdir -p "$PREFIX/include/arch"
   install -m644 "$cfg/lwipopts.h" "$PREFIX/include/"
   install -m644 "$cfg/arch/cc.h" "$PREFIX/include/arch/"
+}
+
+# e2fsprogs: not a library but two programs for the appliance initramfs,
+# mke2fs (formats the data disk at first boot) and e2fsck (checks it at every
+# boot), static, with the bundled libext2fs/libuuid/libblkid/libcom_err (no
+# system util-linux libraries). Without /etc/mke2fs.conf, mke2fs falls back
+# to its compiled-in profile, which knows ext4. Installs bin/{mke2fs,e2fsck}
+# (stripped) and nothing else.
+build_e2fsprogs() {
+  phase "configure (2/4)"
+  local obj="$WORK/obj"
+  mkdir -p "$obj"
+  (cd "$obj" && CC=$CC CFLAGS="$OPT_CFLAGS -idirafter $TP/linux-uapi/include" LDFLAGS="-static" \
+    run_logged "$WORK/build.log" "$WORK/src/configure" --disable-nls --disable-elf-shlibs \
+      --enable-libuuid --enable-libblkid --disable-fuse2fs --disable-defrag --disable-debugfs \
+      --disable-imager --disable-resizer --disable-uuidd --disable-fsck --disable-e2initrd-helper \
+      --disable-backtrace --disable-testio-debug --with-udev-rules-dir=no --with-crond-dir=no \
+      --with-systemd-unit-dir=no)
+  build_progress "$obj" 161 make -C "$obj" -j"$JOBS" libs
+  run_logged "$WORK/build.log" make -C "$obj/misc" -j"$JOBS" mke2fs
+  run_logged "$WORK/build.log" make -C "$obj/e2fsck" -j"$JOBS" e2fsck
+  phase "install (4/4)"
+  mkdir -p "$PREFIX/bin"
+  install -m755 -s "$obj/misc/mke2fs" "$obj/e2fsck/e2fsck" "$PREFIX/bin/"
+  if file -b "$PREFIX"/bin/* | grep -q 'dynamically linked'; then
+    die "$CUR: mke2fs/e2fsck came out dynamically linked"
+  fi
 }
 
 # ---------------------------------------------------------------- driver

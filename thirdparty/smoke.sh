@@ -11,7 +11,7 @@ export THIRDPARTY_DIR=${THIRDPARTY_DIR:-$CUBEOS_CACHE/thirdparty}
 CC=musl-gcc
 WFLAGS=(-static -O2 -Wall -Wextra -Werror)
 
-for l in linux-uapi zlib libelf libbpf mbedtls lwip; do
+for l in linux-uapi zlib libelf libbpf mbedtls lwip e2fsprogs; do
   [[ -f $THIRDPARTY_DIR/$l/.done ]] || { echo "thirdparty: $l missing in $THIRDPARTY_DIR (run thirdparty/build.sh first)" >&2; exit 1; }
 done
 
@@ -99,6 +99,22 @@ if cc lwip "$(mkvar LWIP_CFLAGS)" "$S/lwip.c" "$(mkvar LWIP_LDLIBS)"; then
   v=$(sed -n 's/^#define LWIP_VERSION_\(MAJOR\|MINOR\|REVISION\) *\([0-9]*\).*$/\2/p' "$THIRDPARTY_DIR/lwip/include/lwip/init.h" | paste -sd.)
   check lwip "lwip: $v ip4 10.11.12.13 ip6 FD00::1 tcp ping ok" "$OUT/lwip"
 fi
+
+# e2fsprogs: the two static programs format and check an ext4 image file,
+# with an empty environment (as PID1 runs them: no PATH, no /etc/mke2fs.conf needed).
+e2fs_roundtrip() {
+  local bin=$THIRDPARTY_DIR/e2fsprogs/bin img=$OUT/e2fs.img f out
+  for f in "$bin/mke2fs" "$bin/e2fsck"; do
+    file -b "$f" | grep -q 'statically linked' || { echo "$f is not static" >&2; return 1; }
+  done
+  truncate -s 64M "$img"
+  env -i "$bin/mke2fs" -q -t ext4 -L cubeos-data "$img" >&2 || return 1
+  out=$(env -i "$bin/e2fsck" -n "$img" 2>&1) || { echo "$out" >&2; return 1; }
+  case $out in *"cubeos-data: clean,"*) ;; *) echo "e2fsck said: $out" >&2; return 1 ;; esac
+  env -i "$bin/e2fsck" -fn "$img" >&2 || return 1
+  echo "e2fsprogs: static, mke2fs ext4 ok, e2fsck clean"
+}
+check e2fsprogs "e2fsprogs: static, mke2fs ext4 ok, e2fsck clean" e2fs_roundtrip
 
 echo "thirdparty: $pass passed, $fail failed"
 (( fail == 0 ))

@@ -36,6 +36,9 @@ MBEDTLS_LDLIBS := -L$(THIRDPARTY_DIR)/mbedtls/lib -lmbedtls -lmbedx509 -lmbedcry
 LWIP_CFLAGS    := -isystem $(THIRDPARTY_DIR)/lwip/include
 LWIP_LDLIBS    := -L$(THIRDPARTY_DIR)/lwip/lib -llwip
 
+# Programs, not libraries: static mke2fs and e2fsck for the appliance initramfs.
+E2FSPROGS_BIN  := $(THIRDPARTY_DIR)/e2fsprogs/bin
+
 .PHONY: thirdparty thirdparty-test
 
 # Builds what is missing from the cache (a warm run takes well under a second).

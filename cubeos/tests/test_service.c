@@ -1,11 +1,14 @@
 /* test_service.c - dependency order, cycles, backoff, and real children under the real event loop. */
 #include "../service.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../lib/log.h"
 #include "../../lib/tests/test.h"
 #include "tmpdir.h"
 
@@ -230,6 +233,139 @@ TEST(log_rotates_at_the_cap)
 	CHECK(strstr(log, own) != NULL);
 	free(log);
 	svclog_close(&lg);
+	tmpdir_remove(dir);
+	free(dir);
+}
+
+static struct service_set *one_set(struct loop *l, const char *dir, const char *name, const char *script)
+{
+	char err[128];
+	struct service_set *set = service_set_new(l, one_def(name, script), 1, dir, -1, err, sizeof err);
+	if (set)
+		set->backoff = (struct backoff){200, 400, 60000, 200};
+	return set;
+}
+
+TEST(restart_stops_cleanly_then_starts_again)
+{
+	struct loop *l = loop_new();
+	char *dir = make_dir();
+	char marks[300], script[500];
+	snprintf(marks, sizeof marks, "%s/marks", dir);
+	snprintf(script, sizeof script,
+		 "echo started >> %s; trap 'echo term >> %s; exit 0' TERM; while :; do sleep 0.05; done", marks, marks);
+	struct service_set *set = one_set(l, dir, "r", script);
+	if (!CHECK(set != NULL))
+		return;
+	service_start_all(set);
+	run_for(l, 200);
+	struct service *s = &set->svc[0];
+	pid_t first = s->pid;
+	CHECK_EQ_INT(service_restart(s), 0);
+	CHECK_EQ_INT(s->state, SVC_STOPPING);
+	CHECK_EQ_INT(service_restart(s), -1);
+	CHECK_EQ_INT(errno, EALREADY);
+	run_for(l, 300);
+	CHECK(s->pid > 0 && s->pid != first);
+	CHECK_EQ_INT(s->state, SVC_STARTING);
+	CHECK_EQ_INT(s->restarts, 1);
+	CHECK(WIFEXITED(s->last_status) && WEXITSTATUS(s->last_status) == 0); /* a clean stop */
+	char *got = slurp(marks);
+	CHECK_STREQ(got, "started\nterm\nstarted\n");
+	free(got);
+	if (s->pid > 0)
+		kill(s->pid, SIGKILL);
+	run_for(l, 50);
+	service_set_free(set);
+	loop_free(l);
+	tmpdir_remove(dir);
+	free(dir);
+}
+
+TEST(kill_is_a_crash_restarted_with_backoff)
+{
+	struct loop *l = loop_new();
+	char *dir = make_dir();
+	struct service_set *set = one_set(l, dir, "k", "exec sleep 30");
+	if (!CHECK(set != NULL))
+		return;
+	service_start_all(set);
+	run_for(l, 100);
+	struct service *s = &set->svc[0];
+	pid_t first = s->pid;
+	CHECK_EQ_INT(service_kill(s, SIGKILL), 0);
+	run_for(l, 100);
+	CHECK_EQ_INT(s->state, SVC_BACKOFF);
+	CHECK_EQ_INT(s->restarts, 1);
+	CHECK(WIFSIGNALED(s->last_status) && WTERMSIG(s->last_status) == SIGKILL);
+	CHECK_EQ_INT(service_kill(s, SIGTERM), -1); /* nothing to signal while in backoff */
+	CHECK_EQ_INT(errno, ESRCH);
+	run_for(l, 200); /* the 200 ms backoff */
+	CHECK(s->pid > 0 && s->pid != first);
+	/* A restart asked for while in backoff starts at once. */
+	CHECK_EQ_INT(service_kill(s, SIGKILL), 0);
+	run_for(l, 50);
+	CHECK_EQ_INT(s->state, SVC_BACKOFF);
+	CHECK_EQ_INT(service_restart(s), 0);
+	CHECK_EQ_INT(s->state, SVC_STARTING);
+	CHECK_EQ_INT(s->restarts, 3);
+	if (s->pid > 0)
+		kill(s->pid, SIGKILL);
+	run_for(l, 50);
+	service_set_free(set);
+	loop_free(l);
+	tmpdir_remove(dir);
+	free(dir);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+TEST(services_up_is_logged_once_when_all_run)
+{
+	struct loop *l = loop_new();
+	char *dir = make_dir();
+	char path[300];
+	snprintf(path, sizeof path, "%s/events", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	log_set_fd(fd);
+	struct service_def *d = calloc(2, sizeof *d);
+	struct service_def *a = one_def("a", "exec sleep 30"), *b = one_def("b", "exec sleep 30");
+	d[0] = *a;
+	d[1] = *b;
+	free(a);
+	free(b);
+	char err[128];
+	struct service_set *set = service_set_new(l, d, 2, dir, -1, err, sizeof err);
+	if (!CHECK(set != NULL))
+		return;
+	set->backoff = (struct backoff){100, 400, 60000, 100};
+	service_start_all(set);
+	run_for(l, SVC_SETTLE_MS / 2);
+	CHECK(!set->all_up);
+	run_for(l, SVC_SETTLE_MS / 2 + 200);
+	CHECK(set->all_up);
+	/* A crash and a return to running do not log it again. */
+	service_kill(&set->svc[0], SIGKILL);
+	run_for(l, SVC_SETTLE_MS + 300);
+	CHECK_EQ_INT(set->svc[0].state, SVC_RUNNING);
+	log_set_fd(2);
+	close(fd);
+	char *got = slurp(path);
+	CHECK_EQ_INT(count_of(got, "\"event\":\"services.up\""), 1);
+	CHECK(strstr(got, "all 2 services running") != NULL);
+	free(got);
+	for (size_t i = 0; i < 2; i++)
+		if (set->svc[i].pid > 0)
+			kill(set->svc[i].pid, SIGKILL);
+	run_for(l, 50);
+	service_set_free(set);
+	loop_free(l);
 	tmpdir_remove(dir);
 	free(dir);
 }

@@ -1,6 +1,7 @@
 /* test_shell.c - the admin shell: word splitting, and whole sessions over pipes with the real event loop. */
 #include "../shell.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -107,7 +108,8 @@ static const char *say(struct session *s, const char *text, uint64_t ms)
 static void session_close(struct session *s)
 {
 	struct service_set *set = s->os.services;
-	kill(set->svc[0].pid, SIGKILL);
+	if (set->svc[0].pid > 0) /* 0 would be our own process group */
+		kill(set->svc[0].pid, SIGKILL);
 	shell_tty_free(s->tty);
 	service_set_free(set);
 	loop_free(s->os.loop);
@@ -220,4 +222,148 @@ TEST(session_editing_and_bad_input)
 	CHECK(strstr(say(&s, "\x04", 50), "logged out") != NULL);
 	CHECK(strstr(say(&s, "status\n", 50), "wrong password") != NULL);
 	session_close(&s);
+}
+
+/* --- commands that run a child (shell_run) ---------------------------------------- */
+
+static struct shell *logged_in(struct session *s)
+{
+	session_open(s);
+	say(s, "letmein\n", 50);
+	return shell_tty_shell(s->tty);
+}
+
+static bool process_gone(pid_t pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+TEST(run_streams_output_then_status_and_prompt)
+{
+	struct session s;
+	struct shell *sh = logged_in(&s);
+	char *const argv[] = {"/bin/sh", "-c", "echo one; printf 'crlf\\r\\n'; echo two >&2; exit 3", NULL};
+	CHECK_EQ_INT(shell_run(sh, argv), 0);
+	CHECK_EQ_INT(sh->mode, SHELL_RUNNING);
+	const char *o = say(&s, NULL, 300);
+	/* LF becomes CRLF, a CRLF stays one, stderr comes too, and the prompt follows the status. */
+	CHECK(strstr(o, "one\r\ncrlf\r\ntwo\r\n[exit 3]\r\ncubeos> ") != NULL);
+	CHECK(strstr(o, "\r\r\n") == NULL);
+	CHECK_EQ_INT(sh->mode, SHELL_COMMAND);
+
+	char *const ok[] = {"/bin/sh", "-c", "echo fine", NULL};
+	CHECK_EQ_INT(shell_run(sh, ok), 0);
+	o = say(&s, NULL, 300);
+	CHECK(strstr(o, "fine\r\ncubeos> ") != NULL);
+	CHECK(strstr(o, "[exit") == NULL); /* success needs no status line */
+
+	char *const missing[] = {"/nonexistent/prog", NULL};
+	CHECK_EQ_INT(shell_run(sh, missing), 0);
+	o = say(&s, NULL, 300);
+	CHECK(strstr(o, "cannot run /nonexistent/prog") && strstr(o, "[exit 127]"));
+	session_close(&s);
+}
+
+TEST(run_ignores_typing_and_stops_on_ctrl_c)
+{
+	struct session s;
+	struct shell *sh = logged_in(&s);
+	char *const argv[] = {"/bin/sh", "-c", "echo started; sleep 30; echo not-reached", NULL};
+	CHECK_EQ_INT(shell_run(sh, argv), 0);
+	CHECK(strstr(say(&s, NULL, 200), "started") != NULL);
+	/* A second command cannot start, and typed lines do not run. */
+	CHECK_EQ_INT(shell_run(sh, argv), -1);
+	const char *o = say(&s, "status\n", 100);
+	CHECK(strstr(o, "a command is still running") != NULL);
+	CHECK(strstr(o, "hostname") == NULL);
+	pid_t pid = sh->child.pid;
+	uint64_t t0 = mono_ms();
+	o = say(&s, "\x03", 300);
+	CHECK(strstr(o, "^C\r\n") && strstr(o, "[signal 2 (Interrupt)]\r\ncubeos> "));
+	CHECK(mono_ms() - t0 < 1000);
+	CHECK(process_gone(pid));
+	CHECK(strstr(say(&s, "status\n", 50), "hostname") != NULL); /* the shell goes on */
+	session_close(&s);
+}
+
+TEST(run_killed_by_ctrl_d_and_by_hangup)
+{
+	struct session s;
+	struct shell *sh = logged_in(&s);
+	char *const argv[] = {"/bin/sh", "-c", "sleep 30 & sleep 30", NULL};
+	CHECK_EQ_INT(shell_run(sh, argv), 0);
+	say(&s, NULL, 100);
+	pid_t pid = sh->child.pid;
+	const char *o = say(&s, "\x04", 200);
+	CHECK(strstr(o, "the running command was killed") && strstr(o, "Password: "));
+	CHECK(process_gone(pid));
+	CHECK_EQ_INT(sh->mode, SHELL_LOGIN);
+
+	/* The console's input ends (a hangup): the command dies with it. */
+	say(&s, "letmein\n", 50);
+	CHECK_EQ_INT(shell_run(sh, argv), 0);
+	say(&s, NULL, 100);
+	pid = sh->child.pid;
+	close(s.to_shell[1]);
+	s.to_shell[1] = -1;
+	say(&s, NULL, 200);
+	CHECK(process_gone(pid));
+	session_close(&s);
+}
+
+static void to_buf(void *arg, const char *text, size_t n)
+{
+	buf_append(arg, text, n);
+}
+
+TEST(run_needs_a_loop)
+{
+	struct buf out = BUF_INIT;
+	struct shell sh;
+	shell_init(&sh, NULL, to_buf, &out, false);
+	char *const argv[] = {"/bin/true", NULL};
+	CHECK_EQ_INT(shell_run(&sh, argv), -1);
+	CHECK(out.data && strstr(out.data, "cannot run programs here"));
+	shell_fini(&sh);
+	buf_free(&out);
+}
+
+TEST(service_list_restart_kill)
+{
+	struct session s;
+	logged_in(&s);
+	struct service *svc = &s.os.services->svc[0];
+	say(&s, NULL, 100);
+	const char *o = say(&s, "service list\n", 50);
+	CHECK(strstr(o, "DEPENDS ON") && strstr(o, "echoer") && strstr(o, "/bin/sh -c echo hello"));
+	o = say(&s, "status\n", 50);
+	CHECK(strstr(o, "UPTIME") != NULL);
+
+	pid_t first = svc->pid;
+	o = say(&s, "service restart echoer\n", 300);
+	CHECK(strstr(o, "echoer: stopping pid") != NULL);
+	CHECK(svc->pid > 0 && svc->pid != first);
+	CHECK_EQ_INT(svc->restarts, 1);
+
+	o = say(&s, "service kill echoer TERM\n", 100);
+	CHECK(strstr(o, "sent signal 15 (Terminated) to echoer") != NULL);
+	CHECK_EQ_INT(svc->state, SVC_BACKOFF);
+	CHECK_EQ_INT(svc->restarts, 2);
+	CHECK(strstr(say(&s, "service kill echoer\n", 50), "cannot signal echoer: it has no running process"));
+	CHECK(strstr(say(&s, "service kill echoer BOGUS\n", 50), "unknown signal \"BOGUS\""));
+	CHECK(strstr(say(&s, "service restart nosuch\n", 50), "error: no service \"nosuch\""));
+	CHECK(strstr(say(&s, "service\n", 50), "service kill NAME [SIGNAL]"));
+	session_close(&s);
+}
+
+TEST(signal_names)
+{
+	CHECK_EQ_INT(shell_parse_signal("KILL"), SIGKILL);
+	CHECK_EQ_INT(shell_parse_signal("sigterm"), SIGTERM);
+	CHECK_EQ_INT(shell_parse_signal("hup"), SIGHUP);
+	CHECK_EQ_INT(shell_parse_signal("9"), 9);
+	CHECK_EQ_INT(shell_parse_signal("0"), -1);
+	CHECK_EQ_INT(shell_parse_signal("999"), -1);
+	CHECK_EQ_INT(shell_parse_signal(""), -1);
+	CHECK_EQ_INT(shell_parse_signal("9x"), -1);
 }
