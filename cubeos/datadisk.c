@@ -27,6 +27,7 @@
 #include "../lib/fileio.h"
 #include "../lib/log.h"
 #include "../lib/loop.h"
+#include "service.h"
 
 #define PROBE_BYTES (1u << 20) /* the start: every filesystem cubeos knows has its magic in here */
 /* The end: md 0.90/1.0 superblocks and ZFS's last two labels (512 KiB).
@@ -417,23 +418,6 @@ bool datadisk_in_use(const struct datadisk_env *env, const struct datadisk_part 
 
 /* --- running mke2fs and e2fsck --------------------------------------------- */
 
-static void child_exec(char *const argv[], int out_fd)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL); /* PID1 blocks signals for its signalfd */
-	int null = open("/dev/null", O_RDONLY);
-	if (null >= 0)
-		dup2(null, 0);
-	dup2(out_fd, 1);
-	dup2(out_fd, 2);
-	/* No /etc/mke2fs.conf or /etc/e2fsck.conf: both use compiled-in defaults. */
-	char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", NULL};
-	execve(argv[0], argv, envp);
-	dprintf(out_fd, "cannot run %s: %s\n", argv[0], strerror(errno));
-	_exit(127);
-}
-
 /* Keeps the tail of the output: the end of a tool's output says what failed. */
 static void keep_tail(char *out, size_t outsz, size_t *used, const char *chunk, size_t n)
 {
@@ -469,8 +453,9 @@ int datadisk_run(char *const argv[], char *out, size_t outsz)
 		return -1;
 	}
 	if (pid == 0) {
-		close(p[0]);
-		child_exec(argv, p[1]);
+		/* No /etc/mke2fs.conf or /etc/e2fsck.conf: both use compiled-in defaults. */
+		char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", NULL};
+		child_exec(argv, envp, p[1], p[1]);
 	}
 	close(p[1]);
 	char chunk[4096];

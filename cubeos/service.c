@@ -195,8 +195,7 @@ static void schedule_restart(struct service *s, enum service_state st, uint64_t 
 	loop_timer_arm(s->set->loop, &s->timer, delay, on_restart_due, s);
 }
 
-/* The child side of fork(): undo what PID1 set up for itself, then exec. */
-static void __attribute__((noreturn)) exec_child(struct service *s, int out_fd, int err_fd)
+void child_exec(char *const argv[], char *const env[], int out_fd, int err_fd)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -214,7 +213,14 @@ static void __attribute__((noreturn)) exec_child(struct service *s, int out_fd, 
 			close(fd);
 	if (chdir("/") < 0)
 		_exit(126);
+	execve(argv[0], argv, env);
+	dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
 
+/* A service's environment is the base one plus its own entries. */
+static void __attribute__((noreturn)) exec_service(struct service *s, int out_fd, int err_fd)
+{
 	size_t nb = count_strings((char **)base_env), ne = count_strings(s->def.env);
 	char **env = calloc(nb + ne + 1, sizeof *env);
 	if (!env)
@@ -222,9 +228,7 @@ static void __attribute__((noreturn)) exec_child(struct service *s, int out_fd, 
 	memcpy(env, base_env, nb * sizeof *env);
 	if (ne)
 		memcpy(env + nb, s->def.env, ne * sizeof *env);
-	execve(s->def.argv[0], s->def.argv, env);
-	dprintf(2, "cannot run %s: %s\n", s->def.argv[0], strerror(errno));
-	_exit(127);
+	child_exec(s->def.argv, env, out_fd, err_fd);
 }
 
 static void spawn(struct service *s)
@@ -236,7 +240,7 @@ static void spawn(struct service *s)
 	if (pid < 0)
 		goto fail;
 	if (pid == 0)
-		exec_child(s, out[1], errp[1]);
+		exec_service(s, out[1], errp[1]);
 
 	/* Watch before returning to the loop, so the exit cannot be missed. */
 	loop_child_watch(s->set->loop, &s->child, pid, on_exit_status, s);

@@ -122,6 +122,13 @@ void service_uptime(const struct service *s, char *out, size_t outsz);
 /* "exit 1", "signal 9 (Killed)" or "-" into out. */
 void service_describe_exit(const struct service *s, char *out, size_t outsz);
 
+/* The child side of fork() for anything PID1 starts (services, the shell's
+ * long commands): undoes what PID1 set up for itself (blocked signals,
+ * handlers), starts a new session, stdin from /dev/null, stdout and stderr to
+ * the given fds, closes every other fd, cwd /, then execs argv with env.
+ * Never returns (exit 126/127 when it cannot). */
+void child_exec(char *const argv[], char *const env[], int out_fd, int err_fd) __attribute__((noreturn));
+
 /* The appliance's own table (services.c). */
 size_t appliance_services(struct service_def **out);
 /* A table from JSON: [{"name":..,"argv":[..],"deps":[..],"env":[..]}]. */

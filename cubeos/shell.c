@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include "../lib/buf.h"
 #include "../lib/log.h"
 #include "config.h"
+#include "service.h"
 
 void shell_write(struct shell *sh, const char *s, size_t n)
 {
@@ -277,30 +277,6 @@ static void on_child_exit(void *arg, pid_t pid, int wstatus)
 	prompt(sh);
 }
 
-/* The child side of fork(): undo what PID1 set up for itself, then exec. */
-static void __attribute__((noreturn)) exec_child(char *const argv[], int out_fd)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (int sig = 1; sig < NSIG; sig++)
-		signal(sig, SIG_DFL);
-	setsid();
-	int null_fd = open("/dev/null", O_RDONLY);
-	if (null_fd >= 0)
-		dup2(null_fd, 0);
-	dup2(out_fd, 1);
-	dup2(out_fd, 2);
-	if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
-		for (int fd = 3; fd < 1024; fd++)
-			close(fd);
-	if (chdir("/") < 0)
-		_exit(126);
-	execve(argv[0], argv, child_env);
-	dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-	_exit(127);
-}
-
 int shell_run(struct shell *sh, char *const argv[])
 {
 	if (!sh->os || !sh->os->loop) {
@@ -324,7 +300,7 @@ int shell_run(struct shell *sh, char *const argv[])
 		return -1;
 	}
 	if (pid == 0)
-		exec_child(argv, p[1]);
+		child_exec(argv, child_env, p[1], p[1]);
 	/* Watch before returning to the loop, so the exit cannot be missed. */
 	loop_child_watch(sh->os->loop, &sh->child.watch, pid, on_child_exit, sh);
 	close(p[1]);
