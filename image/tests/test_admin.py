@@ -141,4 +141,25 @@ def test_power_button():
         vm.stop()
 
 
-TESTS = [("service_restart", test_service_restart), ("selftest", test_selftest), ("power_button", test_power_button)]
+def test_ctrl_alt_del():
+    """Ctrl-Alt-Del on the keyboard is a clean reboot: services stopped, then the machine boots again."""
+    vm = Vm("ctrl_alt_del", "bios")
+    try:
+        secs = boot(vm)
+        vm.expect(SERVICES_UP, timeout=120)
+        t_press = vm.elapsed()
+        vm.monitor("sendkey ctrl-alt-delete")
+        vm.expect(rb'"event":"signal"[^\n]*Ctrl-Alt-Del', timeout=60)
+        vm.expect(rb'"event":"service.stopped"[^\n]*vmm-pool', timeout=60)
+        vm.expect(rb'"event":"shutdown.done"', timeout=60)
+        vm.expect(rb"reboot: Restarting system", timeout=60)
+        t_down = vm.elapsed()
+        boot(vm)
+        return "boot.done %.1f s; Ctrl-Alt-Del -> services stopped, restarting after %.1f s, booted again in %.1f s" % (
+            secs, t_down - t_press, vm.elapsed() - t_down)
+    finally:
+        vm.stop()
+
+
+TESTS = [("service_restart", test_service_restart), ("selftest", test_selftest), ("power_button", test_power_button),
+         ("ctrl_alt_del", test_ctrl_alt_del)]
