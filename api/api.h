@@ -1,0 +1,60 @@
+/*
+ * api.h - the E2B control plane (cube-api): REST on :3000 for sandboxes and
+ * templates, API-key auth, the sandbox registry in memory and on disk, the
+ * TTL reaper.
+ *
+ * The core never calls cube-vmm itself: every backend call goes through a
+ * struct vm_ops, which main_api.c fills with api/vm.c and the unit tests
+ * fill with fakes that need no KVM. Backend calls block, so they run on a
+ * worker pool (api/worker.h); the event loop never waits for them.
+ */
+#ifndef CUBE_API_API_H
+#define CUBE_API_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../lib/http.h"
+#include "../lib/loop.h"
+#include "vm.h"
+
+struct vm_ops {
+	pid_t (*start)(const struct vm_spec *spec, char *err, size_t errsz);
+	int (*stop)(pid_t pid, const struct vm_spec *spec, int timeout_ms);
+	int (*pause)(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
+	pid_t (*resume)(const struct vm_spec *spec, char *err, size_t errsz);
+	bool (*alive)(pid_t pid, const struct vm_spec *spec);
+	int (*template_build)(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
+			      void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err,
+			      size_t errsz);
+};
+
+struct api_config {
+	const char *state_dir; /* default /var/lib/cubeos */
+	const char *run_dir;   /* default /run/cubeos */
+	const char *domain;    /* default cubeos.local */
+	const char *vmm_path;  /* NULL: the backend's default */
+	/* The base template is built at start from these if it is missing. */
+	const char *base_kernel; /* default /usr/lib/cubeos/vmlinux */
+	const char *base_rootfs; /* default /usr/lib/cubeos/rootfs.ext4 */
+	int base_cpus, base_mem_mib;
+	int workers;		  /* backend threads, default 4 */
+	unsigned ttl_interval_ms; /* how often expiry is checked, default 1000 */
+	int64_t max_timeout_s;	  /* default 86400 */
+	int stop_timeout_ms;	  /* grace for a VMM to shut down, default 5000 */
+};
+
+struct api;
+
+/* Loads the registry (keeping sandboxes whose VMM still runs), starts the
+ * TTL timer, and starts building the base template if it is missing. The
+ * caller then listens with http_server_listen_* on api_server(). */
+struct api *api_new(struct loop *l, const struct api_config *cfg, const struct vm_ops *ops);
+struct http_server *api_server(struct api *a);
+/* Finishes backend jobs in flight, then frees everything. VMMs keep
+ * running: a restarted api finds them again. */
+void api_free(struct api *a);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * apicore.h - what the api's route files share (not for other daemons).
+ *
+ *   api.c             daemon object, routing, auth, JSON answers
+ *   sandbox_routes.c  the sandbox calls
+ *   sandbox_jobs.c    backend jobs (start, stop, pause, resume) and their ends
+ *   sandbox_restore.c reload of the registry at start
+ *   ttl.c             the expiry reaper
+ *   templates.c       templates: listing, lookup, the base build
+ */
+#ifndef CUBE_API_APICORE_H
+#define CUBE_API_APICORE_H
+
+#include "../lib/buf.h"
+#include "../lib/http.h"
+#include "api.h"
+#include "auth.h"
+#include "registry.h"
+#include "worker.h"
+
+/* A sandbox the api knows. While busy (a backend job runs for it), other
+ * changing calls get 409 and the TTL leaves it alone, so the job's pointer
+ * to it stays valid until the job's done() ran. */
+struct sandbox_entry {
+	struct sandbox rec;
+	const char *busy; /* NULL, or "starting", "stopping", "pausing", "resuming" */
+	struct sandbox_entry *next;
+};
+
+struct api {
+	struct loop *loop;
+	struct api_config cfg; /* strings owned (copies) */
+	struct vm_ops ops;
+	struct http_server *srv;
+	struct worker_pool *pool;
+	struct auth auth;
+	struct sandbox_entry *sandboxes;
+	struct loop_timer ttl_timer;
+	bool base_building;
+};
+
+/* --- api.c ---------------------------------------------------------------- */
+void respond_json(struct http_conn *c, int status, struct buf *body); /* frees body */
+struct sandbox_entry *sandbox_find(struct api *a, const char *id);
+void sandbox_unlink(struct api *a, struct sandbox_entry *e); /* and frees it */
+/* Paths of one sandbox's directories. */
+void sandbox_dir(const struct api *a, const char *id, char *out, size_t n);
+void sandbox_run_dir(const struct api *a, const char *id, char *out, size_t n);
+void template_dir(const struct api *a, const char *template_id, char *out, size_t n);
+
+/* --- sandbox_routes.c ------------------------------------------------------ */
+/* Handles /sandboxes... and /v2/sandboxes...; false if the path is not one. */
+bool sandbox_route(struct api *a, struct http_conn *c, struct http_req *req);
+/* Views of a record, as the SDK reads them. */
+void sandbox_write_created(const struct sandbox *rec, struct buf *out);
+void sandbox_write_listed(const struct sandbox *rec, struct jw *w);
+void sandbox_write_detail(const struct sandbox *rec, struct buf *out);
+
+/* --- sandbox_jobs.c -------------------------------------------------------- */
+enum sandbox_job_kind { JOB_START, JOB_STOP, JOB_PAUSE, JOB_RESUME };
+/* Starts a backend job for e (marks it busy). conn may be NULL (TTL); when
+ * set, the job answers it: start 201, stop 204, pause 204, resume
+ * resume_status with the sandbox body. new_end_ms: endAt after a resume. */
+void sandbox_job_submit(struct api *a, struct sandbox_entry *e, enum sandbox_job_kind kind, struct http_conn *conn,
+			int resume_status, int64_t new_end_ms);
+/* The /init document for the agent. */
+void sandbox_init_json(const struct sandbox *rec, struct buf *out);
+
+/* --- sandbox_restore.c ----------------------------------------------------- */
+void sandboxes_restore(struct api *a);
+
+/* --- ttl.c ------------------------------------------------------------------- */
+void ttl_start(struct api *a);
+void ttl_stop(struct api *a);
+
+/* --- templates.c ----------------------------------------------------------- */
+struct template_info {
+	char id[160];
+	char *name, *state, *error, *created_at, *updated_at;
+	int cpu_count, memory_mb, disk_size_mb;
+	int progress;
+};
+/* Finds a template by directory name, templateID or name. 0, or -1 with
+ * errno ENOENT. */
+int template_find(struct api *a, const char *id, struct template_info *t);
+void template_info_clear(struct template_info *t);
+bool template_route(struct api *a, struct http_conn *c, struct http_req *req);
+void templates_ensure_base(struct api *a);
+
+#endif

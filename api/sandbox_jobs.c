@@ -1,0 +1,267 @@
+/* sandbox_jobs.c - backend calls for one sandbox, off the event loop.
+ *
+ * A job works on a private copy of the record: the worker thread calls the
+ * backend and writes sandbox.json (a paused record is fsync'd, which must not
+ * happen on the loop), then done() on the loop installs the copy and answers
+ * the client, if there is one (TTL jobs have none). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "../lib/b64.h"
+#include "../lib/json.h"
+#include "../lib/log.h"
+#include "apicore.h"
+
+struct sandbox_job {
+	struct job job;
+	struct api *api;
+	struct sandbox_entry *entry;
+	struct http_conn *conn; /* NULL if none, or once the client went away */
+	enum sandbox_job_kind kind;
+	int resume_status;
+	struct sandbox rec; /* the copy the thread works on */
+	char sandbox_dir[4096], run_dir[4096], template_dir[4096];
+	int rc;
+	char err[512];
+};
+
+static const char *const job_busy_names[] = {
+    [JOB_START] = "starting", [JOB_STOP] = "stopping", [JOB_PAUSE] = "pausing", [JOB_RESUME] = "resuming"};
+
+void sandbox_init_json(const struct sandbox *rec, struct buf *out)
+{
+	struct jw w;
+	char now[32];
+	time_format(wall_ms(), now);
+	/* Fresh entropy after every restore: clones of one snapshot would
+	 * otherwise share their kernel's random state. */
+	unsigned char seed[64];
+	char seed_b64[128];
+	bool seeded = getrandom(seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed;
+	if (seeded)
+		b64_encode(seed, sizeof seed, seed_b64);
+	jw_init(&w, out);
+	jw_obj(&w);
+	jw_kstr(&w, "sandboxId", rec->id);
+	jw_key(&w, "envVars");
+	kvs_write(&rec->env_vars, &w);
+	if (rec->envd_access_token)
+		jw_kstr(&w, "accessToken", rec->envd_access_token);
+	jw_kstr(&w, "timestamp", now);
+	if (seeded)
+		jw_kstr(&w, "entropy", seed_b64);
+	jw_kstr(&w, "defaultUser", "user");
+	jw_end(&w);
+}
+
+static void fill_spec(struct sandbox_job *j, struct vm_spec *spec, struct buf *init)
+{
+	sandbox_init_json(&j->rec, init);
+	*spec = (struct vm_spec){.id = j->rec.id,
+				 .template_dir = j->template_dir,
+				 .sandbox_dir = j->sandbox_dir,
+				 .run_dir = j->run_dir,
+				 .init_json = init->data,
+				 .vmm_path = j->api->cfg.vmm_path};
+}
+
+static void forget_on_disk(struct sandbox_job *j)
+{
+	if (registry_remove(j->api->cfg.state_dir, j->rec.id) < 0)
+		log_warn("sandbox.cleanup", "sandbox=%s cannot remove %s: %s", j->rec.id, j->sandbox_dir,
+			 strerror(errno));
+	registry_remove_tree(j->run_dir);
+}
+
+static void save_or_fail(struct sandbox_job *j)
+{
+	if (registry_save(j->api->cfg.state_dir, &j->rec) < 0) {
+		snprintf(j->err, sizeof j->err, "cannot write the sandbox record: %s", strerror(errno));
+		j->rc = -1;
+	}
+}
+
+static void run_start(struct sandbox_job *j, const struct vm_spec *spec)
+{
+	if (registry_mkdir_p(j->sandbox_dir) < 0 || registry_mkdir_p(j->run_dir) < 0) {
+		snprintf(j->err, sizeof j->err, "cannot create the sandbox directories: %s", strerror(errno));
+		j->rc = -1;
+	} else {
+		pid_t pid = j->api->ops.start(spec, j->err, sizeof j->err);
+		j->rc = pid > 0 ? 0 : -1;
+		if (pid > 0) {
+			j->rec.vmm_pid = pid;
+			save_or_fail(j);
+			if (j->rc < 0)
+				j->api->ops.stop(pid, spec, j->api->cfg.stop_timeout_ms);
+		}
+	}
+	if (j->rc < 0)
+		forget_on_disk(j);
+}
+
+static void run_pause(struct sandbox_job *j, const struct vm_spec *spec)
+{
+	j->rc = j->api->ops.pause(j->rec.vmm_pid, spec, j->err, sizeof j->err);
+	if (j->rc < 0)
+		return;
+	j->rec.state = SANDBOX_PAUSED;
+	j->rec.vmm_pid = 0;
+	save_or_fail(j);
+}
+
+static void run_resume(struct sandbox_job *j, const struct vm_spec *spec)
+{
+	registry_mkdir_p(j->run_dir); /* /run is a tmpfs: gone after a reboot */
+	pid_t pid = j->api->ops.resume(spec, j->err, sizeof j->err);
+	j->rc = pid > 0 ? 0 : -1;
+	if (pid <= 0)
+		return;
+	j->rec.state = SANDBOX_RUNNING;
+	j->rec.vmm_pid = pid;
+	save_or_fail(j);
+}
+
+static void job_run(struct job *job)
+{
+	struct sandbox_job *j = (struct sandbox_job *)job;
+	struct vm_spec spec;
+	struct buf init = BUF_INIT;
+	fill_spec(j, &spec, &init);
+	j->err[0] = '\0';
+	switch (j->kind) {
+	case JOB_START: run_start(j, &spec); break;
+	case JOB_STOP:
+		if (j->rec.vmm_pid > 0)
+			j->rc = j->api->ops.stop(j->rec.vmm_pid, &spec, j->api->cfg.stop_timeout_ms);
+		forget_on_disk(j);
+		break;
+	case JOB_PAUSE: run_pause(j, &spec); break;
+	case JOB_RESUME: run_resume(j, &spec); break;
+	}
+	buf_free(&init);
+}
+
+static void job_conn_gone(void *arg)
+{
+	struct sandbox_job *j = arg;
+	j->conn = NULL;
+}
+
+/* Moves the thread's copy into the live entry. */
+static void install_record(struct sandbox_job *j)
+{
+	sandbox_clear(&j->entry->rec);
+	j->entry->rec = j->rec;
+	memset(&j->rec, 0, sizeof j->rec);
+}
+
+static void answer_sandbox(struct sandbox_job *j, int status, bool created_view)
+{
+	if (!j->conn)
+		return;
+	struct buf b = BUF_INIT;
+	if (created_view)
+		sandbox_write_created(&j->entry->rec, &b);
+	else
+		sandbox_write_detail(&j->entry->rec, &b);
+	respond_json(j->conn, status, &b);
+}
+
+static void answer_error(struct sandbox_job *j, const char *what)
+{
+	if (j->conn)
+		http_respond_error(j->conn, 500, "cannot %s sandbox %s: %s", what, j->rec.id,
+				   j->err[0] ? j->err : "backend failure");
+}
+
+static void done_start(struct sandbox_job *j)
+{
+	if (j->rc < 0) {
+		log_error("sandbox.start", "sandbox=%s template=%s failed: %s", j->rec.id, j->rec.template_id, j->err);
+		answer_error(j, "start");
+		sandbox_unlink(j->api, j->entry);
+		return;
+	}
+	log_info("sandbox.start", "sandbox=%s template=%s pid=%d", j->rec.id, j->rec.template_id, (int)j->rec.vmm_pid);
+	install_record(j);
+	answer_sandbox(j, 201, true);
+}
+
+static void done_stop(struct sandbox_job *j)
+{
+	log_info("sandbox.stop", "sandbox=%s stopped%s", j->rec.id, j->rc < 0 ? " (the VMM did not stop cleanly)" : "");
+	sandbox_unlink(j->api, j->entry);
+	if (j->conn)
+		http_respond(j->conn, 204, NULL, NULL, 0);
+}
+
+static void done_pause(struct sandbox_job *j)
+{
+	if (j->rc < 0) {
+		log_error("sandbox.pause", "sandbox=%s failed: %s", j->rec.id, j->err);
+		answer_error(j, "pause");
+		/* An expired sandbox that cannot be paused must still go away. */
+		if (!j->conn && j->entry->rec.state == SANDBOX_RUNNING)
+			sandbox_job_submit(j->api, j->entry, JOB_STOP, NULL, 0, 0);
+		return;
+	}
+	log_info("sandbox.pause", "sandbox=%s paused", j->rec.id);
+	install_record(j);
+	if (j->conn)
+		http_respond(j->conn, 204, NULL, NULL, 0);
+}
+
+static void done_resume(struct sandbox_job *j)
+{
+	if (j->rc < 0) {
+		log_error("sandbox.resume", "sandbox=%s failed: %s", j->rec.id, j->err);
+		answer_error(j, "resume");
+		return;
+	}
+	log_info("sandbox.resume", "sandbox=%s resumed pid=%d", j->rec.id, (int)j->rec.vmm_pid);
+	install_record(j);
+	answer_sandbox(j, j->resume_status, true);
+}
+
+static void job_done(struct job *job)
+{
+	struct sandbox_job *j = (struct sandbox_job *)job;
+	j->entry->busy = NULL;
+	switch (j->kind) {
+	case JOB_START: done_start(j); break;
+	case JOB_STOP: done_stop(j); break;
+	case JOB_PAUSE: done_pause(j); break;
+	case JOB_RESUME: done_resume(j); break;
+	}
+	sandbox_clear(&j->rec);
+	free(j);
+}
+
+void sandbox_job_submit(struct api *a, struct sandbox_entry *e, enum sandbox_job_kind kind, struct http_conn *conn,
+			int resume_status, int64_t new_end_ms)
+{
+	struct sandbox_job *j = calloc(1, sizeof *j);
+	if (!j)
+		abort();
+	j->job.run = job_run;
+	j->job.done = job_done;
+	j->api = a;
+	j->entry = e;
+	j->conn = conn;
+	j->kind = kind;
+	j->resume_status = resume_status;
+	sandbox_copy(&j->rec, &e->rec);
+	if (kind == JOB_RESUME)
+		j->rec.end_ms = new_end_ms;
+	sandbox_dir(a, e->rec.id, j->sandbox_dir, sizeof j->sandbox_dir);
+	sandbox_run_dir(a, e->rec.id, j->run_dir, sizeof j->run_dir);
+	template_dir(a, e->rec.template_id, j->template_dir, sizeof j->template_dir);
+	e->busy = job_busy_names[kind];
+	if (conn)
+		http_conn_on_abort(conn, job_conn_gone, j);
+	worker_submit(a->pool, &j->job);
+}

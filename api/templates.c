@@ -1,0 +1,359 @@
+/* templates.c - templates on disk (DIR/templates/<name>/template.json):
+ * lookup for create, GET /templates and /templates/{id}, and the build of
+ * the base template at first start. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/fileio.h"
+#include "../lib/json.h"
+#include "../lib/log.h"
+#include "apicore.h"
+#include "create_req.h"
+
+#define TEMPLATE_JSON_MAX (256 * 1024)
+
+void template_info_clear(struct template_info *t)
+{
+	free(t->name);
+	free(t->state);
+	free(t->error);
+	free(t->created_at);
+	free(t->updated_at);
+	memset(t, 0, sizeof *t);
+}
+
+static char *dup_or(const char *s, const char *def)
+{
+	return s ? strdup(s) : (def ? strdup(def) : NULL);
+}
+
+static char *read_text(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct buf b = BUF_INIT;
+	ssize_t n;
+	while ((n = read(fd, buf_reserve(&b, 8192), 8192)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || b.len + (size_t)n > TEMPLATE_JSON_MAX) {
+			close(fd);
+			buf_free(&b);
+			errno = n < 0 ? errno : EFBIG;
+			return NULL;
+		}
+		buf_commit(&b, (size_t)n);
+	}
+	close(fd);
+	*len = b.len;
+	if (!b.data)
+		buf_puts(&b, "");
+	return buf_steal(&b);
+}
+
+/* Reads DIR/templates/<dirname>/template.json into t. */
+static int template_load(struct api *a, const char *dirname, struct template_info *t)
+{
+	memset(t, 0, sizeof *t);
+	char path[4096];
+	template_dir(a, dirname, path, sizeof path);
+	strncat(path, "/template.json", sizeof path - strlen(path) - 1);
+	size_t len;
+	char *text = read_text(path, &len);
+	if (!text)
+		return -1;
+	struct json *j = json_parse(text, len, NULL, 0);
+	free(text);
+	if (!j || j->type != JSON_OBJECT) {
+		log_warn("template.load", "template=%s %s is not a JSON object", dirname, path);
+		json_free(j);
+		errno = EINVAL;
+		return -1;
+	}
+	snprintf(t->id, sizeof t->id, "%s", dirname);
+	t->name = dup_or(json_get_str(j, "name"), dirname);
+	t->state = dup_or(json_get_str(j, "state"), "ready");
+	t->error = dup_or(json_get_str(j, "error"), NULL);
+	t->created_at = dup_or(json_get_str(j, "createdAt"), "1970-01-01T00:00:00.000Z");
+	t->updated_at = dup_or(json_get_str(j, "updatedAt"), t->created_at);
+	t->cpu_count = (int)json_get_int(j, "cpuCount", 2);
+	t->memory_mb = (int)json_get_int(j, "memoryMB", 512);
+	t->disk_size_mb = (int)json_get_int(j, "diskSizeMB", 0);
+	t->progress = (int)json_get_int(j, "progress", 0);
+	json_free(j);
+	return 0;
+}
+
+struct find_ctx {
+	struct api *a;
+	const char *want;
+	struct template_info *t;
+	bool found;
+};
+
+static bool template_names(const struct template_info *t, const char *want)
+{
+	return strcmp(t->id, want) == 0 || (t->name && strcmp(t->name, want) == 0);
+}
+
+/* Calls fn for every template directory; stops early when fn says so. */
+static void each_template(struct api *a, bool (*fn)(void *arg, const char *dirname), void *arg)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/templates", a->cfg.state_dir);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (template_id_valid(e->d_name) && !fn(arg, e->d_name))
+			break;
+	closedir(d);
+}
+
+static bool find_one(void *arg, const char *dirname)
+{
+	struct find_ctx *f = arg;
+	if (template_load(f->a, dirname, f->t) < 0)
+		return true;
+	if (template_names(f->t, f->want)) {
+		f->found = true;
+		return false;
+	}
+	template_info_clear(f->t);
+	return true;
+}
+
+int template_find(struct api *a, const char *id, struct template_info *t)
+{
+	memset(t, 0, sizeof *t);
+	if (!template_id_valid(id)) {
+		errno = ENOENT;
+		return -1;
+	}
+	if (template_load(a, id, t) == 0)
+		return 0;
+	struct find_ctx f = {.a = a, .want = id, .t = t};
+	each_template(a, find_one, &f);
+	if (f.found)
+		return 0;
+	errno = ENOENT;
+	return -1;
+}
+
+/* --- routes ------------------------------------------------------------------ */
+
+static void write_template(const struct template_info *t, struct jw *w)
+{
+	jw_obj(w);
+	jw_kstr(w, "templateID", t->id);
+	jw_kstr(w, "buildID", t->id);
+	jw_kint(w, "cpuCount", t->cpu_count);
+	jw_kint(w, "memoryMB", t->memory_mb);
+	jw_kint(w, "diskSizeMB", t->disk_size_mb);
+	jw_kbool(w, "public", false);
+	jw_key(w, "aliases");
+	jw_arr(w);
+	jw_str(w, t->name);
+	jw_end(w);
+	jw_key(w, "names");
+	jw_arr(w);
+	jw_str(w, t->name);
+	jw_end(w);
+	jw_kstr(w, "createdAt", t->created_at);
+	jw_kstr(w, "updatedAt", t->updated_at);
+	jw_key(w, "createdBy");
+	jw_null(w);
+	jw_key(w, "lastSpawnedAt");
+	jw_null(w);
+	jw_kint(w, "spawnCount", 0);
+	jw_kint(w, "buildCount", 1);
+	jw_kstr(w, "envdVersion", ENVD_VERSION);
+	jw_kstr(w, "buildStatus", t->state);
+	if (strcmp(t->state, "building") == 0)
+		jw_kint(w, "progress", t->progress);
+	if (t->error)
+		jw_kstr(w, "error", t->error);
+	jw_end(w);
+}
+
+struct list_ctx {
+	struct api *a;
+	struct jw *w;
+};
+
+static bool list_one(void *arg, const char *dirname)
+{
+	struct list_ctx *l = arg;
+	struct template_info t;
+	if (template_load(l->a, dirname, &t) == 0)
+		write_template(&t, l->w);
+	template_info_clear(&t);
+	return true;
+}
+
+static void list_templates(struct api *a, struct http_conn *c)
+{
+	struct buf b = BUF_INIT;
+	struct jw w;
+	jw_init(&w, &b);
+	jw_arr(&w);
+	struct list_ctx l = {.a = a, .w = &w};
+	each_template(a, list_one, &l);
+	jw_end(&w);
+	respond_json(c, 200, &b);
+}
+
+static void get_template(struct api *a, struct http_conn *c, const char *id)
+{
+	struct template_info t;
+	if (template_find(a, id, &t) < 0) {
+		http_respond_error(c, 404, "template \"%.128s\" not found", id);
+		return;
+	}
+	struct buf b = BUF_INIT;
+	struct jw w;
+	jw_init(&w, &b);
+	write_template(&t, &w);
+	template_info_clear(&t);
+	respond_json(c, 200, &b);
+}
+
+bool template_route(struct api *a, struct http_conn *c, struct http_req *req)
+{
+	const char *p = req->path;
+	if (strncmp(p, "/templates", 10) != 0 || (p[10] != '\0' && p[10] != '/'))
+		return false;
+	bool get = strcmp(req->method, "GET") == 0;
+	p += 10;
+	if (!get)
+		http_respond_error(c, 501, "%s %s is not supported yet: build templates with the cube CLI", req->method,
+				   req->path);
+	else if (*p == '\0' || strcmp(p, "/") == 0)
+		list_templates(a, c);
+	else if (!strchr(p + 1, '/'))
+		get_template(a, c, p + 1);
+	else
+		http_respond_error(c, 404, "no such API call: %s %s", req->method, req->path);
+	return true;
+}
+
+/* --- the base template ---------------------------------------------------------- */
+
+struct base_job {
+	struct job job;
+	struct api *a;
+	char dir[4096];
+	char created[32];
+	int disk_mb;
+	int rc;
+	char err[512];
+};
+
+static void write_base_json(struct base_job *j, const char *state, int progress, const char *error)
+{
+	char now[32], path[4200];
+	time_format(wall_ms(), now);
+	struct buf b = BUF_INIT;
+	struct jw w;
+	jw_init(&w, &b);
+	jw_obj(&w);
+	jw_kstr(&w, "templateID", "base");
+	jw_kstr(&w, "name", "base");
+	jw_kstr(&w, "state", state);
+	jw_kint(&w, "progress", progress);
+	jw_kint(&w, "cpuCount", j->a->cfg.base_cpus);
+	jw_kint(&w, "memoryMB", j->a->cfg.base_mem_mib);
+	jw_kint(&w, "diskSizeMB", j->disk_mb);
+	jw_kstr(&w, "kernel", j->a->cfg.base_kernel);
+	jw_kstr(&w, "rootfs", j->a->cfg.base_rootfs);
+	jw_kstr(&w, "createdAt", j->created);
+	jw_kstr(&w, "updatedAt", now);
+	if (error)
+		jw_kstr(&w, "error", error);
+	jw_end(&w);
+	buf_putc(&b, '\n');
+	snprintf(path, sizeof path, "%s/template.json", j->dir);
+	if (file_replace(path, b.data, b.len, 0644, true) < 0)
+		log_error("template.build", "template=base cannot write %s: %s", path, strerror(errno));
+	buf_free(&b);
+}
+
+static void base_progress(void *arg, int pct, const char *phase)
+{
+	struct base_job *j = arg;
+	log_info("template.build", "template=base %d%% %s", pct, phase ? phase : "");
+	write_base_json(j, "building", pct, NULL);
+}
+
+static void base_run(struct job *job)
+{
+	struct base_job *j = (struct base_job *)job;
+	struct api *a = j->a;
+	write_base_json(j, "building", 0, NULL);
+	j->rc = a->ops.template_build(j->dir, a->cfg.base_kernel, a->cfg.base_rootfs, a->cfg.base_cpus,
+				      a->cfg.base_mem_mib, base_progress, j, j->err, sizeof j->err);
+	if (j->rc < 0 && !j->err[0])
+		snprintf(j->err, sizeof j->err, "the build failed");
+	write_base_json(j, j->rc < 0 ? "error" : "ready", j->rc < 0 ? 0 : 100, j->rc < 0 ? j->err : NULL);
+}
+
+static void base_done(struct job *job)
+{
+	struct base_job *j = (struct base_job *)job;
+	if (j->rc < 0)
+		log_error("template.build", "template=base failed: %s", j->err);
+	else
+		log_info("template.build", "template=base ready");
+	j->a->base_building = false;
+	free(j);
+}
+
+/* The base template is missing, or a build was cut short by a restart. */
+static bool base_needs_build(struct api *a, const char *dir)
+{
+	struct template_info t;
+	char path[4200];
+	snprintf(path, sizeof path, "%s/template.json", dir);
+	if (access(path, F_OK) < 0)
+		return errno == ENOENT;
+	if (template_load(a, "base", &t) < 0)
+		return false;
+	bool stale = strcmp(t.state, "building") == 0;
+	template_info_clear(&t);
+	return stale;
+}
+
+void templates_ensure_base(struct api *a)
+{
+	struct base_job *j = calloc(1, sizeof *j);
+	if (!j)
+		abort();
+	template_dir(a, "base", j->dir, sizeof j->dir);
+	struct stat kst, rst;
+	if (!a->ops.template_build || !base_needs_build(a, j->dir) || stat(a->cfg.base_kernel, &kst) < 0 ||
+	    stat(a->cfg.base_rootfs, &rst) < 0) {
+		free(j);
+		return;
+	}
+	if (registry_mkdir_p(j->dir) < 0) {
+		log_error("template.build", "template=base cannot create %s: %s", j->dir, strerror(errno));
+		free(j);
+		return;
+	}
+	j->a = a;
+	j->disk_mb = (int)((rst.st_size + (1 << 20) - 1) >> 20);
+	time_format(wall_ms(), j->created);
+	j->job.run = base_run;
+	j->job.done = base_done;
+	a->base_building = true;
+	log_info("template.build", "template=base building from %s and %s", a->cfg.base_kernel, a->cfg.base_rootfs);
+	worker_submit(a->pool, &j->job);
+}

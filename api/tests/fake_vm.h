@@ -1,0 +1,128 @@
+/*
+ * fake_vm.h - a vm_ops backend for the api tests: no KVM, no processes.
+ *
+ * A "VMM" is an entry in a table of fake pids; stop, pause and a test's
+ * fake_vm_kill mark it dead, vm_alive reads the table. The table lives in
+ * the test process, so a second api instance (the restart test) sees the
+ * same VMMs as the first. Calls come from the api's worker threads, hence
+ * the mutex.
+ */
+#ifndef CUBE_API_FAKE_VM_H
+#define CUBE_API_FAKE_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../api.h"
+
+#define FAKE_PID_BASE 3000000
+#define FAKE_PIDS     1024
+
+static pthread_mutex_t fake_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool fake_alive_tab[FAKE_PIDS];
+static int fake_next;
+static bool fake_fail_start;
+static char fake_last_init[8192];
+static int fake_stops, fake_pauses, fake_resumes, fake_builds;
+
+static pid_t fake_new_pid(const struct vm_spec *spec)
+{
+	pthread_mutex_lock(&fake_mu);
+	int n = fake_next++ % FAKE_PIDS;
+	fake_alive_tab[n] = true;
+	if (spec->init_json)
+		snprintf(fake_last_init, sizeof fake_last_init, "%s", spec->init_json);
+	pthread_mutex_unlock(&fake_mu);
+	return FAKE_PID_BASE + n;
+}
+
+static bool fake_set_dead(pid_t pid)
+{
+	int n = pid - FAKE_PID_BASE;
+	if (n < 0 || n >= FAKE_PIDS)
+		return false;
+	pthread_mutex_lock(&fake_mu);
+	bool was = fake_alive_tab[n];
+	fake_alive_tab[n] = false;
+	pthread_mutex_unlock(&fake_mu);
+	return was;
+}
+
+static pid_t fake_start(const struct vm_spec *spec, char *err, size_t errsz)
+{
+	if (fake_fail_start) {
+		snprintf(err, errsz, "fake backend: cannot open /dev/kvm");
+		return -1;
+	}
+	return fake_new_pid(spec);
+}
+
+static int fake_stop(pid_t pid, const struct vm_spec *spec, int timeout_ms)
+{
+	__atomic_add_fetch(&fake_stops, 1, __ATOMIC_SEQ_CST);
+	return fake_set_dead(pid) ? 0 : -1;
+}
+
+static int fake_pause(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz)
+{
+	if (!fake_set_dead(pid)) {
+		snprintf(err, errsz, "fake backend: pid %d is not running", (int)pid);
+		return -1;
+	}
+	char path[4200];
+	snprintf(path, sizeof path, "%s/paused", spec->sandbox_dir);
+	mkdir(path, 0755);
+	__atomic_add_fetch(&fake_pauses, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static pid_t fake_resume(const struct vm_spec *spec, char *err, size_t errsz)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/paused", spec->sandbox_dir);
+	if (stat(path, &st) < 0) {
+		snprintf(err, errsz, "fake backend: no snapshot in %s", path);
+		return -1;
+	}
+	__atomic_add_fetch(&fake_resumes, 1, __ATOMIC_SEQ_CST);
+	return fake_new_pid(spec);
+}
+
+static bool fake_alive(pid_t pid, const struct vm_spec *spec)
+{
+	int n = pid - FAKE_PID_BASE;
+	if (n < 0 || n >= FAKE_PIDS)
+		return false;
+	pthread_mutex_lock(&fake_mu);
+	bool a = fake_alive_tab[n];
+	pthread_mutex_unlock(&fake_mu);
+	return a;
+}
+
+static int fake_template_build(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
+			       void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err,
+			       size_t errsz)
+{
+	progress(arg, 10, "boot");
+	progress(arg, 90, "snapshot");
+	char path[4200];
+	snprintf(path, sizeof path, "%s/snap", template_dir);
+	mkdir(path, 0755);
+	__atomic_add_fetch(&fake_builds, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static const struct vm_ops fake_vm_ops = {
+    .start = fake_start,
+    .stop = fake_stop,
+    .pause = fake_pause,
+    .resume = fake_resume,
+    .alive = fake_alive,
+    .template_build = fake_template_build,
+};
+
+#endif

@@ -1,0 +1,743 @@
+/*
+ * test_api.c - cube-api over loopback: the real HTTP server and routes,
+ * driven by lib/http's blocking client, with the fake backend of fake_vm.h.
+ *
+ * Each api instance runs its event loop on a thread of this process; the
+ * test thread talks to it only over TCP, and stops it through a pipe the
+ * loop watches, so the api's state is only ever touched by its loop.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "../../lib/http.h"
+#include "../../lib/json.h"
+#include "../../lib/log.h"
+#include "../../lib/sha256.h"
+#include "../api.h"
+#include "../registry.h"
+#include "fake_vm.h"
+#include "../../lib/tests/test.h"
+
+#define KEY  "e2b_0123456789abcdef0123456789abcdef01234567"
+#define KEY2 "e2b_fedcba9876543210fedcba9876543210fedcba98"
+
+static char state_dir[256], run_dir[256];
+
+/* --- fixture: state directory ------------------------------------------------------ */
+
+static void write_file(const char *rel, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", state_dir, rel);
+	char dir[512];
+	snprintf(dir, sizeof dir, "%s", path);
+	*strrchr(dir, '/') = '\0';
+	registry_mkdir_p(dir);
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+static void hex_sha(const char *key, char out[65])
+{
+	uint8_t d[32];
+	sha256(key, strlen(key), d);
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* Writes apikeys.json with the given keys (NULL-terminated). */
+static void set_keys(const char *k1, const char *k2)
+{
+	char h1[65], h2[65], text[1024];
+	hex_sha(k1, h1);
+	if (k2) {
+		hex_sha(k2, h2);
+		snprintf(text, sizeof text,
+			 "{\"keys\":[{\"id\":\"a\",\"name\":\"admin\",\"created\":1,\"sha256\":\"%s\"},"
+			 "{\"id\":\"b\",\"name\":\"ci\",\"created\":2,\"sha256\":\"%s\"}]}\n",
+			 h1, h2);
+	} else {
+		snprintf(text, sizeof text,
+			 "{\"keys\":[{\"id\":\"a\",\"name\":\"admin\",\"created\":1,\"sha256\":\"%s\"}]}\n", h1);
+	}
+	/* Through a rename, as the console writes it. */
+	write_file("config/apikeys.json.tmp", text);
+	char from[512], to[512];
+	snprintf(from, sizeof from, "%s/config/apikeys.json.tmp", state_dir);
+	snprintf(to, sizeof to, "%s/config/apikeys.json", state_dir);
+	rename(from, to);
+}
+
+static void setup_state(void)
+{
+	if (state_dir[0])
+		return;
+	snprintf(state_dir, sizeof state_dir, "/tmp/test_api.%d/state", (int)getpid());
+	snprintf(run_dir, sizeof run_dir, "/tmp/test_api.%d/run", (int)getpid());
+	registry_mkdir_p(state_dir);
+	registry_mkdir_p(run_dir);
+	set_keys(KEY, KEY2);
+	write_file("templates/base/template.json",
+		   "{\"templateID\":\"base\",\"name\":\"base\",\"state\":\"ready\",\"cpuCount\":2,"
+		   "\"memoryMB\":512,\"diskSizeMB\":1024,\"createdAt\":\"2026-01-01T00:00:00.000Z\"}");
+	write_file("templates/ci1/template.json",
+		   "{\"templateID\":\"ci1\",\"name\":\"code-interpreter-v1\",\"state\":\"ready\",\"cpuCount\":1,"
+		   "\"memoryMB\":1024}");
+	write_file("templates/slow/template.json", "{\"templateID\":\"slow\",\"state\":\"building\",\"progress\":40}");
+	write_file("templates/broken/template.json",
+		   "{\"templateID\":\"broken\",\"state\":\"error\",\"error\":\"no agent\"}");
+}
+
+/* --- fixture: an api instance on a thread -------------------------------------------- */
+
+struct inst {
+	struct loop *loop;
+	struct api *api;
+	pthread_t thread;
+	int port;
+	int stop_pipe[2];
+	struct loop_io stop_io;
+};
+
+static void on_stop_pipe(void *arg, uint32_t ev)
+{
+	struct inst *in = arg;
+	loop_stop(in->loop);
+}
+
+static void *inst_main(void *arg)
+{
+	struct inst *in = arg;
+	loop_run(in->loop);
+	return NULL;
+}
+
+static int listen_loopback(int *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof a;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &al) < 0)
+		return -1;
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static bool inst_start(struct inst *in, const char *kernel, const char *rootfs)
+{
+	setup_state();
+	memset(in, 0, sizeof *in);
+	in->loop = loop_new();
+	struct api_config cfg = {.state_dir = state_dir,
+				 .run_dir = run_dir,
+				 .ttl_interval_ms = 100,
+				 .workers = 2,
+				 .base_kernel = kernel ? kernel : "/nonexistent/vmlinux",
+				 .base_rootfs = rootfs ? rootfs : "/nonexistent/rootfs.ext4"};
+	in->api = api_new(in->loop, &cfg, &fake_vm_ops);
+	int lfd = listen_loopback(&in->port);
+	if (!in->api || lfd < 0 || http_server_listen_fd(api_server(in->api), lfd) < 0 || pipe(in->stop_pipe) < 0)
+		return false;
+	loop_io_add(in->loop, &in->stop_io, in->stop_pipe[0], EPOLLIN, on_stop_pipe, in);
+	return pthread_create(&in->thread, NULL, inst_main, in) == 0;
+}
+
+static void inst_stop(struct inst *in)
+{
+	if (write(in->stop_pipe[1], "x", 1) != 1)
+		abort();
+	pthread_join(in->thread, NULL);
+	loop_io_del(in->loop, &in->stop_io);
+	close(in->stop_pipe[0]);
+	close(in->stop_pipe[1]);
+	api_free(in->api);
+	loop_free(in->loop);
+}
+
+/* --- client -------------------------------------------------------------------------- */
+
+struct reply {
+	int status;
+	struct json *j; /* parsed body, NULL if empty or not JSON */
+	char next_token[256];
+	char retry_after[16];
+	char body[4096];
+};
+
+static void reply_free(struct reply *r)
+{
+	json_free(r->j);
+	r->j = NULL;
+}
+
+/* One request; key NULL sends no X-API-Key. extra: one more header line or NULL. */
+static int call_h(struct inst *in, const char *method, const char *target, const char *key, const char *body,
+		  const char *extra, struct reply *r)
+{
+	memset(r, 0, sizeof *r);
+	char keyline[256];
+	const char *headers[4] = {0};
+	int nh = 0;
+	if (key) {
+		snprintf(keyline, sizeof keyline, "x-api-key: %s", key);
+		headers[nh++] = keyline;
+	}
+	if (body)
+		headers[nh++] = "Content-Type: application/json";
+	if (extra)
+		headers[nh++] = extra;
+	int fd = http_connect_tcp("127.0.0.1", in->port, 2000);
+	if (fd < 0)
+		return -1;
+	struct http_response resp;
+	memset(&resp, 0, sizeof resp);
+	int rc = http_request(fd, method, target, headers, body, body ? strlen(body) : 0, &resp, 5000, NULL, NULL);
+	close(fd);
+	if (rc < 0)
+		return -1;
+	r->status = resp.status;
+	const char *t = http_header_get(&resp.head, "X-Next-Token");
+	snprintf(r->next_token, sizeof r->next_token, "%s", t ? t : "");
+	t = http_header_get(&resp.head, "Retry-After");
+	snprintf(r->retry_after, sizeof r->retry_after, "%s", t ? t : "");
+	if (resp.body.len) {
+		snprintf(r->body, sizeof r->body, "%.*s", (int)resp.body.len, resp.body.data);
+		r->j = json_parse(resp.body.data, resp.body.len, NULL, 0);
+	}
+	http_response_free(&resp);
+	return r->status;
+}
+
+static int call(struct inst *in, const char *method, const char *target, const char *body, struct reply *r)
+{
+	return call_h(in, method, target, KEY, body, NULL, r);
+}
+
+/* Status only, reply discarded. */
+static int status_of(struct inst *in, const char *method, const char *target, const char *body)
+{
+	struct reply r;
+	int s = call(in, method, target, body, &r);
+	reply_free(&r);
+	return s;
+}
+
+/* Creates a sandbox; returns its id in id (empty on failure). */
+static int create(struct inst *in, const char *body, char id[64])
+{
+	struct reply r;
+	int s = call(in, "POST", "/sandboxes", body, &r);
+	const char *sid = json_get_str(r.j, "sandboxID");
+	snprintf(id, 64, "%s", s == 201 && sid ? sid : "");
+	reply_free(&r);
+	return s;
+}
+
+static bool error_shape(const struct reply *r, int code)
+{
+	return r->j && json_get_int(r->j, "code", 0) == code && json_get_str(r->j, "message") != NULL;
+}
+
+static const char *state_of(struct inst *in, const char *id, char *out, size_t n)
+{
+	struct reply r;
+	char path[128];
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	call(in, "GET", path, NULL, &r);
+	snprintf(out, n, "%s", r.status == 200 && json_get_str(r.j, "state") ? json_get_str(r.j, "state") : "gone");
+	reply_free(&r);
+	return out;
+}
+
+static bool record_on_disk(const char *id)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/sandboxes/%s/sandbox.json", state_dir, id);
+	return access(path, F_OK) == 0;
+}
+
+/* --- tests ---------------------------------------------------------------------------- */
+
+TEST(health_needs_no_key)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	struct reply r;
+	CHECK_EQ_INT(call_h(&in, "GET", "/health", NULL, NULL, NULL, &r), 200);
+	CHECK_STREQ(json_get_str(r.j, "status"), "ok");
+	reply_free(&r);
+	inst_stop(&in);
+}
+
+TEST(auth_missing_wrong_revoked)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	struct reply r;
+	CHECK_EQ_INT(call_h(&in, "GET", "/v2/sandboxes", NULL, NULL, NULL, &r), 401);
+	CHECK(error_shape(&r, 401));
+	reply_free(&r);
+	CHECK_EQ_INT(
+	    call_h(&in, "GET", "/v2/sandboxes", "e2b_0000000000000000000000000000000000000000", NULL, NULL, &r), 401);
+	CHECK(error_shape(&r, 401));
+	reply_free(&r);
+	/* The header name is matched case-insensitively (call_h sends x-api-key). */
+	CHECK_EQ_INT(call_h(&in, "GET", "/v2/sandboxes", KEY2, NULL, NULL, &r), 200);
+	reply_free(&r);
+	/* Revoked at the console: refused at once, the other key still works. */
+	set_keys(KEY, NULL);
+	CHECK_EQ_INT(call_h(&in, "GET", "/v2/sandboxes", KEY2, NULL, NULL, &r), 401);
+	reply_free(&r);
+	CHECK_EQ_INT(call_h(&in, "GET", "/v2/sandboxes", KEY, NULL, NULL, &r), 200);
+	reply_free(&r);
+	/* And made again: accepted at once. */
+	set_keys(KEY, KEY2);
+	CHECK_EQ_INT(call_h(&in, "GET", "/templates", KEY2, NULL, NULL, &r), 200);
+	reply_free(&r);
+	inst_stop(&in);
+}
+
+TEST(create_get_list_kill)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	struct reply r;
+	CHECK_EQ_INT(call(&in, "POST", "/v2/sandboxes",
+			  "{\"templateID\":\"base\",\"timeout\":120,\"metadata\":{\"owner\":\"t1\"},"
+			  "\"envVars\":{\"FOO\":\"bar\"},\"secure\":true,\"network\":{\"allowOut\":[]}}",
+			  &r),
+		     201);
+	char id[64], token[80];
+	snprintf(id, sizeof id, "%s", json_get_str(r.j, "sandboxID") ? json_get_str(r.j, "sandboxID") : "");
+	snprintf(token, sizeof token, "%s",
+		 json_get_str(r.j, "envdAccessToken") ? json_get_str(r.j, "envdAccessToken") : "");
+	CHECK(strlen(id) == 20 && sandbox_id_valid(id));
+	CHECK_STREQ(json_get_str(r.j, "templateID"), "base");
+	CHECK_STREQ(json_get_str(r.j, "envdVersion"), "0.6.13");
+	CHECK(json_get_str(r.j, "clientID") != NULL);
+	CHECK_EQ_INT(strlen(token), 64);
+	CHECK(json_get(r.j, "domain") && json_get(r.j, "domain")->type == JSON_NULL);
+	reply_free(&r);
+
+	/* The agent's /init document. */
+	pthread_mutex_lock(&fake_mu);
+	struct json *init = json_parse(fake_last_init, strlen(fake_last_init), NULL, 0);
+	pthread_mutex_unlock(&fake_mu);
+	CHECK_STREQ(json_get_str(init, "sandboxId"), id);
+	CHECK_STREQ(json_get_str(json_get(init, "envVars"), "FOO"), "bar");
+	CHECK_STREQ(json_get_str(init, "accessToken"), token);
+	CHECK_STREQ(json_get_str(init, "defaultUser"), "user");
+	int64_t ts;
+	CHECK(time_parse(json_get_str(init, "timestamp"), &ts) == 0);
+	json_free(init);
+
+	char path[128];
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	CHECK_STREQ(json_get_str(r.j, "state"), "running");
+	CHECK_STREQ(json_get_str(json_get(r.j, "metadata"), "owner"), "t1");
+	CHECK_STREQ(json_get_str(r.j, "envdAccessToken"), token);
+	CHECK_EQ_INT(json_get_int(r.j, "cpuCount", 0), 2);
+	CHECK_EQ_INT(json_get_int(r.j, "memoryMB", 0), 512);
+	int64_t start, end;
+	CHECK(time_parse(json_get_str(r.j, "startedAt"), &start) == 0);
+	CHECK(time_parse(json_get_str(r.j, "endAt"), &end) == 0);
+	CHECK_EQ_INT(end - start, 120000);
+	reply_free(&r);
+	CHECK(record_on_disk(id));
+
+	CHECK_EQ_INT(call(&in, "GET", "/sandboxes", NULL, &r), 200);
+	CHECK(r.j && r.j->type == JSON_ARRAY && r.j->count == 1);
+	CHECK_STREQ(json_get_str(r.j ? r.j->child : NULL, "sandboxID"), id);
+	reply_free(&r);
+
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	CHECK(!record_on_disk(id));
+	CHECK_EQ_INT(call(&in, "DELETE", path, NULL, &r), 404);
+	CHECK(error_shape(&r, 404));
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 404);
+	CHECK(error_shape(&r, 404));
+	reply_free(&r);
+	/* The Python SDK's shape of create: templateID via an alias name. */
+	char id2[64];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"code-interpreter-v1\"}", id2), 201);
+	snprintf(path, sizeof path, "/sandboxes/%s", id2);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	CHECK_STREQ(json_get_str(r.j, "templateID"), "ci1");
+	CHECK_STREQ(json_get_str(r.j, "alias"), "code-interpreter-v1");
+	CHECK(json_get(r.j, "envdAccessToken") == NULL);
+	reply_free(&r);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
+static void check_400(struct inst *in, const char *body, const char *needle)
+{
+	struct reply r;
+	if (!CHECK_EQ_INT(call(in, "POST", "/sandboxes", body, &r), 400) || !CHECK(error_shape(&r, 400)) ||
+	    !CHECK(strstr(json_get_str(r.j, "message"), needle) != NULL))
+		fprintf(stderr, "    body %s -> %s\n", body, r.body);
+	reply_free(&r);
+}
+
+TEST(create_errors)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	check_400(&in, "{\"templateID\":", "malformed JSON");
+	check_400(&in, "", "malformed JSON");
+	check_400(&in, "[1]", "JSON object");
+	check_400(&in, "{}", "templateID is required");
+	check_400(&in, "{\"templateID\":5}", "templateID must be a string");
+	check_400(&in, "{\"templateID\":\"../etc\"}", "templateID");
+	check_400(&in, "{\"templateID\":\"base\",\"timeout\":\"30\"}", "timeout");
+	check_400(&in, "{\"templateID\":\"base\",\"timeout\":-1}", "timeout");
+	check_400(&in, "{\"templateID\":\"base\",\"timeout\":9999999}", "timeout");
+	check_400(&in, "{\"templateID\":\"base\",\"metadata\":{\"a\":1}}", "metadata.a");
+	check_400(&in, "{\"templateID\":\"base\",\"metadata\":[]}", "metadata");
+	check_400(&in, "{\"templateID\":\"base\",\"envVars\":{\"A\":true}}", "envVars.A");
+	check_400(&in, "{\"templateID\":\"base\",\"envVars\":{\"A=B\":\"x\"}}", "'='");
+	check_400(&in, "{\"templateID\":\"base\",\"secure\":\"yes\"}", "secure");
+	check_400(&in, "{\"templateID\":\"base\",\"autoPause\":1}", "autoPause");
+
+	struct reply r;
+	CHECK_EQ_INT(call(&in, "POST", "/sandboxes", "{\"templateID\":\"nosuch\"}", &r), 404);
+	CHECK(error_shape(&r, 404) && strstr(json_get_str(r.j, "message"), "nosuch"));
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "POST", "/sandboxes", "{\"templateID\":\"slow\"}", &r), 503);
+	CHECK(error_shape(&r, 503) && strstr(json_get_str(r.j, "message"), "building"));
+	CHECK_STREQ(r.retry_after, "5");
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "POST", "/sandboxes", "{\"templateID\":\"broken\"}", &r), 409);
+	CHECK(error_shape(&r, 409) && strstr(json_get_str(r.j, "message"), "no agent"));
+	reply_free(&r);
+
+	/* Over the body limit: 413 before any handler. */
+	size_t big = 2 * 1024 * 1024;
+	char *huge = malloc(big + 1);
+	memset(huge, ' ', big);
+	huge[big] = '\0';
+	const char *prefix = "{\"templateID\":\"base\",\"metadata\":{\"x\":\"";
+	memcpy(huge, prefix, strlen(prefix));
+	if (!CHECK_EQ_INT(call(&in, "POST", "/sandboxes", huge, &r), 413))
+		fprintf(stderr, "    answer: %s\n", r.body);
+	reply_free(&r);
+	free(huge);
+
+	/* Chunked, as Node sends it. */
+	char id[64];
+	CHECK_EQ_INT(
+	    call_h(&in, "POST", "/sandboxes", KEY, "{\"templateID\":\"base\"}", "Transfer-Encoding: chunked", &r), 201);
+	snprintf(id, sizeof id, "%s", json_get_str(r.j, "sandboxID") ? json_get_str(r.j, "sandboxID") : "x");
+	reply_free(&r);
+	char path[128];
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+
+	/* Unknown calls and methods. */
+	CHECK_EQ_INT(call(&in, "GET", "/nope", NULL, &r), 404);
+	CHECK(error_shape(&r, 404));
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "PUT", "/sandboxes", NULL, &r), 405);
+	CHECK(error_shape(&r, 405));
+	reply_free(&r);
+	CHECK_EQ_INT(status_of(&in, "GET", "/sandboxes/UPPER", NULL), 404);
+	inst_stop(&in);
+}
+
+TEST(backend_failure_is_500_and_leaves_nothing)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	fake_fail_start = true;
+	struct reply r;
+	CHECK_EQ_INT(call(&in, "POST", "/sandboxes", "{\"templateID\":\"base\"}", &r), 500);
+	CHECK(error_shape(&r, 500) && strstr(json_get_str(r.j, "message"), "/dev/kvm"));
+	reply_free(&r);
+	fake_fail_start = false;
+	CHECK_EQ_INT(call(&in, "GET", "/v2/sandboxes", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 0);
+	reply_free(&r);
+	char path[512];
+	snprintf(path, sizeof path, "%s/sandboxes", state_dir);
+	int entries = 0;
+	DIR *d = opendir(path);
+	for (struct dirent *e; d && (e = readdir(d));)
+		entries += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	CHECK_EQ_INT(entries, 0);
+	inst_stop(&in);
+}
+
+TEST(timeout_pause_connect_resume)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	char id[64], path[128], st[32];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\",\"timeout\":60}", id), 201);
+	struct reply r;
+
+	snprintf(path, sizeof path, "/sandboxes/%s/timeout", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"timeout\":600}"), 204);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{}"), 400);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"timeout\":true}"), 400);
+	CHECK_EQ_INT(status_of(&in, "POST", "/sandboxes/zzzz/timeout", "{\"timeout\":5}"), 404);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	int64_t end;
+	CHECK(time_parse(json_get_str(r.j, "endAt"), &end) == 0);
+	CHECK(end > wall_ms() + 590000 && end <= wall_ms() + 600000);
+	reply_free(&r);
+
+	snprintf(path, sizeof path, "/sandboxes/%s/pause", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, NULL), 204);
+	CHECK_STREQ(state_of(&in, id, st, sizeof st), "paused");
+	CHECK_EQ_INT(call(&in, "POST", path, NULL, &r), 409);
+	CHECK(error_shape(&r, 409));
+	reply_free(&r);
+	/* Paused sandboxes are listed by v2 only. */
+	CHECK_EQ_INT(call(&in, "GET", "/sandboxes", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 0);
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "GET", "/v2/sandboxes?state=paused", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 1);
+	reply_free(&r);
+
+	snprintf(path, sizeof path, "/v2/sandboxes/%s/connect", id);
+	CHECK_EQ_INT(call(&in, "POST", path, "{\"timeout\":30}", &r), 201);
+	CHECK_STREQ(json_get_str(r.j, "sandboxID"), id);
+	reply_free(&r);
+	CHECK_STREQ(state_of(&in, id, st, sizeof st), "running");
+	CHECK_EQ_INT(call(&in, "POST", path, "{\"timeout\":30}", &r), 200);
+	CHECK_STREQ(json_get_str(r.j, "envdVersion"), "0.6.13");
+	reply_free(&r);
+
+	snprintf(path, sizeof path, "/sandboxes/%s/resume", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{}"), 409);
+	snprintf(path, sizeof path, "/sandboxes/%s/pause", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, NULL), 204);
+	snprintf(path, sizeof path, "/sandboxes/%s/resume", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"timeout\":30}"), 201);
+	CHECK_STREQ(state_of(&in, id, st, sizeof st), "running");
+	snprintf(path, sizeof path, "/sandboxes/%s/connect", id);
+	CHECK_EQ_INT(status_of(&in, "POST", "/sandboxes/nosuchid/connect", "{\"timeout\":30}"), 404);
+
+	snprintf(path, sizeof path, "/sandboxes/%s/metrics", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	CHECK(r.j && r.j->type == JSON_ARRAY);
+	reply_free(&r);
+	snprintf(path, sizeof path, "/sandboxes/%s/logs", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	CHECK(json_get(r.j, "logs") && json_get(r.j, "logs")->type == JSON_ARRAY);
+	reply_free(&r);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
+/* Polls until the sandbox reaches want (or "gone"), up to ms. */
+static bool wait_state(struct inst *in, const char *id, const char *want, int ms)
+{
+	char st[32];
+	for (int t = 0; t < ms; t += 50) {
+		if (strcmp(state_of(in, id, st, sizeof st), want) == 0)
+			return true;
+		usleep(50 * 1000);
+	}
+	fprintf(stderr, "    sandbox %s is %s, wanted %s\n", id, st, want);
+	return false;
+}
+
+TEST(ttl_kills_or_pauses)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	char killed[64], paused[64], kept[64];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\",\"timeout\":1}", killed), 201);
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\",\"timeout\":1,\"autoPause\":true}", paused), 201);
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\",\"timeout\":60}", kept), 201);
+	CHECK(wait_state(&in, killed, "gone", 4000));
+	CHECK(!record_on_disk(killed));
+	CHECK(wait_state(&in, paused, "paused", 4000));
+	char st[32];
+	CHECK_STREQ(state_of(&in, kept, st, sizeof st), "running");
+	/* setTimeout(0) expires it at the next check. */
+	char path[128];
+	snprintf(path, sizeof path, "/sandboxes/%s/timeout", kept);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"timeout\":0}"), 204);
+	CHECK(wait_state(&in, kept, "gone", 4000));
+	snprintf(path, sizeof path, "/sandboxes/%s", paused);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
+static int count_pages(struct inst *in, const char *first, int *pages)
+{
+	char target[512];
+	snprintf(target, sizeof target, "%s", first);
+	int total = 0;
+	*pages = 0;
+	for (;;) {
+		struct reply r;
+		if (call(in, "GET", target, NULL, &r) != 200 || !r.j) {
+			reply_free(&r);
+			return -1;
+		}
+		total += (int)r.j->count;
+		(*pages)++;
+		reply_free(&r);
+		if (!r.next_token[0] || *pages > 20)
+			break;
+		snprintf(target, sizeof target, "%s&nextToken=%s", first, r.next_token);
+	}
+	return total;
+}
+
+TEST(list_pagination_and_metadata_filter)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	char ids[5][64];
+	for (int i = 0; i < 5; i++) {
+		char body[256];
+		snprintf(body, sizeof body, "{\"templateID\":\"base\",\"metadata\":{\"n\":\"%d\",\"group\":\"%s\"}}", i,
+			 i % 2 ? "odd one" : "even");
+		CHECK_EQ_INT(create(&in, body, ids[i]), 201);
+	}
+	int pages;
+	CHECK_EQ_INT(count_pages(&in, "/v2/sandboxes?limit=2", &pages), 5);
+	CHECK_EQ_INT(pages, 3);
+	CHECK_EQ_INT(count_pages(&in, "/v2/sandboxes?limit=100", &pages), 5);
+	CHECK_EQ_INT(pages, 1);
+	/* metadata=group%3Dodd%2520one: "group=odd%20one" once decoded, as the SDK sends it. */
+	CHECK_EQ_INT(count_pages(&in, "/v2/sandboxes?metadata=group%3Dodd%2520one&limit=1", &pages), 2);
+	CHECK_EQ_INT(count_pages(&in, "/v2/sandboxes?metadata=group%3Deven%26n%3D2", &pages), 1);
+	CHECK_EQ_INT(count_pages(&in, "/sandboxes?metadata=group%3Dnone", &pages), 0);
+	CHECK_EQ_INT(count_pages(&in, "/v2/sandboxes?state=running&state=paused", &pages), 5);
+	CHECK_EQ_INT(count_pages(&in, "/v2/sandboxes?state=paused", &pages), 0);
+	CHECK_EQ_INT(status_of(&in, "GET", "/v2/sandboxes?limit=0", NULL), 400);
+	CHECK_EQ_INT(status_of(&in, "GET", "/v2/sandboxes?limit=x", NULL), 400);
+	CHECK_EQ_INT(status_of(&in, "GET", "/v2/sandboxes?state=dead", NULL), 400);
+	CHECK_EQ_INT(status_of(&in, "GET", "/v2/sandboxes?nextToken=garbage", NULL), 400);
+	for (int i = 0; i < 5; i++) {
+		char path[128];
+		snprintf(path, sizeof path, "/sandboxes/%s", ids[i]);
+		CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	}
+	inst_stop(&in);
+}
+
+TEST(registry_survives_a_restart)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	char run[64], pau[64], lost[64], path[128], st[32];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\",\"metadata\":{\"k\":\"v\"}}", run), 201);
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", pau), 201);
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", lost), 201);
+	snprintf(path, sizeof path, "/sandboxes/%s/pause", pau);
+	CHECK_EQ_INT(status_of(&in, "POST", path, NULL), 204);
+	inst_stop(&in);
+
+	/* The VMM of one sandbox dies while the api is down. */
+	struct sandbox rec;
+	if (CHECK(registry_load(state_dir, lost, &rec) == 0)) {
+		fake_set_dead(rec.vmm_pid);
+		sandbox_clear(&rec);
+	}
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	CHECK_STREQ(state_of(&in, run, st, sizeof st), "running");
+	CHECK_STREQ(state_of(&in, pau, st, sizeof st), "paused");
+	CHECK_STREQ(state_of(&in, lost, st, sizeof st), "gone");
+	CHECK(!record_on_disk(lost));
+	struct reply r;
+	CHECK_EQ_INT(call(&in, "GET", "/v2/sandboxes?metadata=k%3Dv", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 1);
+	reply_free(&r);
+	snprintf(path, sizeof path, "/sandboxes/%s/connect", pau);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"timeout\":10}"), 201);
+	snprintf(path, sizeof path, "/sandboxes/%s", pau);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	snprintf(path, sizeof path, "/sandboxes/%s", run);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
+TEST(templates_list_get_and_base_build)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	struct reply r;
+	CHECK_EQ_INT(call(&in, "GET", "/templates", NULL, &r), 200);
+	CHECK(r.j && r.j->type == JSON_ARRAY && r.j->count == 4);
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "GET", "/templates/code-interpreter-v1", NULL, &r), 200);
+	CHECK_STREQ(json_get_str(r.j, "templateID"), "ci1");
+	CHECK_STREQ(json_get_str(r.j, "buildStatus"), "ready");
+	CHECK_EQ_INT(json_get_int(r.j, "memoryMB", 0), 1024);
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "GET", "/templates/none", NULL, &r), 404);
+	CHECK(error_shape(&r, 404));
+	reply_free(&r);
+	inst_stop(&in);
+
+	/* No base template, but a kernel and rootfs: it is built at start. */
+	char base[512], kernel[512], rootfs[512];
+	snprintf(base, sizeof base, "%s/templates/base", state_dir);
+	registry_remove_tree(base);
+	snprintf(kernel, sizeof kernel, "%s/vmlinux", run_dir);
+	snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", run_dir);
+	fclose(fopen(kernel, "w"));
+	fclose(fopen(rootfs, "w"));
+	int builds = fake_builds;
+	if (!CHECK(inst_start(&in, kernel, rootfs)))
+		return;
+	bool ready = false;
+	for (int i = 0; i < 100 && !ready; i++) {
+		call(&in, "GET", "/templates/base", NULL, &r);
+		ready = r.status == 200 && json_get_str(r.j, "buildStatus") &&
+			strcmp(json_get_str(r.j, "buildStatus"), "ready") == 0;
+		reply_free(&r);
+		if (!ready)
+			usleep(20000);
+	}
+	CHECK(ready);
+	CHECK_EQ_INT(fake_builds, builds + 1);
+	char id[64];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	char path[128];
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
+/* Last: removes the test's directories. */
+TEST(zz_cleanup)
+{
+	char top[256];
+	snprintf(top, sizeof top, "/tmp/test_api.%d", (int)getpid());
+	CHECK(registry_remove_tree(top) == 0);
+}

@@ -1,0 +1,636 @@
+/*
+ * test_vm.c - api/vm.c against a stand-in VMM, and against the real one
+ * where /dev/kvm runs Linux guests.
+ *
+ * The stand-in is this test binary itself: started with TEST_VM_FAKE set in
+ * its environment it does not run tests but plays cube-vmm (a constructor
+ * catches it before main). It speaks the real protocols: the vsock Unix
+ * socket ("CONNECT 49983\n" -> "OK n\n", then HTTP answered 204), and the
+ * control socket (ping, pause, resume, snapshot, shutdown). A snapshot is a
+ * directory with state, memory and disk0.layer; its state holds the access
+ * token the guest was given, so a "restored" guest asks for it again, as
+ * the real agent does. Each /init is appended to <run_dir>/fake-init.log
+ * with the X-Access-Token it came with. TEST_VM_FAKE=die plays a VMM that
+ * refuses its snapshot.
+ *
+ * The real test (real_guest_lifecycle) needs build/cube-vmm, the guest
+ * kernel and rootfs, and a /dev/kvm that boots stock Linux (kvm_intel or
+ * kvm_amd, not PVM); elsewhere it prints SKIP and passes. The nested suite
+ * (qemu-tests/l1/tests/20-api-vm.sh) runs the same calls on real guests.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../lib/loop.h"
+#include "../../lib/tests/test.h"
+#include "../vm.h"
+
+/* --- the stand-in VMM ----------------------------------------------------------------- */
+
+struct fake {
+	const char *snapshot, *vsock, *control, *layer;
+	char token[128];
+	char init_log[512];
+};
+
+static const char *arg_after(int argc, char **argv, const char *opt)
+{
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], opt))
+			return argv[i + 1];
+	return NULL;
+}
+
+static int fake_listen(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 8) < 0)
+		_exit(2);
+	return fd;
+}
+
+static int fake_read_line(int fd, char *line, size_t size)
+{
+	size_t n = 0;
+	while (n + 1 < size && read(fd, line + n, 1) == 1) {
+		if (line[n] == '\n') {
+			line[n] = '\0';
+			return 0;
+		}
+		n++;
+	}
+	return -1;
+}
+
+static void fake_write_file(const char *dir, const char *name, const char *data)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		if (write(fd, data, strlen(data)) < 0)
+			_exit(2);
+		close(fd);
+	}
+}
+
+/* One HTTP request on an agent stream; /init bodies are logged. */
+static void fake_http(struct fake *f, int fd)
+{
+	char head[8192], body[8192] = "";
+	size_t n = 0;
+	while (n + 1 < sizeof head && read(fd, head + n, 1) == 1) {
+		n++;
+		head[n] = '\0';
+		if (n >= 4 && !memcmp(head + n - 4, "\r\n\r\n", 4))
+			break;
+	}
+	const char *cl = strcasestr(head, "\r\nContent-Length: ");
+	size_t len = cl ? strtoul(cl + 18, NULL, 10) : 0, got = 0;
+	while (got < len && got + 1 < sizeof body) {
+		ssize_t r = read(fd, body + got, len - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	body[got] = '\0';
+	const char *tok = strcasestr(head, "\r\nX-Access-Token: ");
+	char sent[128] = "";
+	if (tok)
+		snprintf(sent, sizeof sent, "%.*s", (int)strcspn(tok + 18, "\r"), tok + 18);
+	const char *status = "204 No Content";
+	if (!strncmp(head, "POST /init ", 11)) {
+		if (f->token[0] && strcmp(sent, f->token))
+			status = "401 Unauthorized";
+		const char *t = strstr(body, "\"accessToken\":\"");
+		if (t && strcmp(status, "204 No Content") == 0)
+			snprintf(f->token, sizeof f->token, "%.*s", (int)strcspn(t + 15, "\""), t + 15);
+		char line[9000];
+		snprintf(line, sizeof line, "token=%s %s %s\n", sent[0] ? sent : "-", status, body);
+		int lf = open(f->init_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (lf >= 0) {
+			if (write(lf, line, strlen(line)) < 0)
+				_exit(2);
+			close(lf);
+		}
+	}
+	dprintf(fd, "HTTP/1.1 %s\r\nContent-Length: 0\r\n\r\n", status);
+}
+
+static void fake_agent(struct fake *f, int fd)
+{
+	char line[64];
+	if (fake_read_line(fd, line, sizeof line) == 0 && !strcmp(line, "CONNECT 49983")) {
+		dprintf(fd, "OK 1024\n");
+		fake_http(f, fd);
+	}
+}
+
+/* One control request; returns true on shutdown. */
+static bool fake_control(struct fake *f, int fd)
+{
+	char line[2048];
+	if (fake_read_line(fd, line, sizeof line) < 0)
+		return false;
+	if (strstr(line, "\"snapshot\"")) {
+		char dir[1024];
+		const char *d = strstr(line, "\"dir\":\"");
+		snprintf(dir, sizeof dir, "%.*s", d ? (int)strcspn(d + 7, "\"") : 0, d ? d + 7 : "");
+		mkdir(dir, 0755);
+		fake_write_file(dir, "memory", "guest memory");
+		fake_write_file(dir, "disk0.layer", "frozen layer");
+		fake_write_file(dir, "state", f->token);
+	}
+	dprintf(fd, "{\"ok\":true}\n");
+	return strstr(line, "\"shutdown\"") != NULL;
+}
+
+static void fake_vmm(int argc, char **argv)
+{
+	struct fake f = {0};
+	signal(SIGPIPE, SIG_IGN); /* a client that went away must not end the stand-in */
+	if (!strcmp(getenv("TEST_VM_FAKE"), "die")) {
+		fputs("{\"level\":\"error\",\"msg\":\"bad snapshot: checksum mismatch\"}\n", stderr);
+		_exit(5);
+	}
+	f.control = arg_after(argc, argv, "--control");
+	f.snapshot = arg_after(argc, argv, "--snapshot");
+	f.vsock = arg_after(argc, argv, "--vsock-uds");
+	const char *vs = arg_after(argc, argv, "--vsock");
+	if (vs && strstr(vs, "uds="))
+		f.vsock = strstr(vs, "uds=") + 4;
+	if (!f.control || !f.vsock)
+		_exit(1);
+	snprintf(f.init_log, sizeof f.init_log, "%.*s/fake-init.log", (int)(strrchr(f.control, '/') - f.control),
+		 f.control);
+	if (f.snapshot) { /* a restored guest keeps the token it had */
+		char st[512];
+		snprintf(st, sizeof st, "%s/state", f.snapshot);
+		int fd = open(st, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			_exit(5);
+		ssize_t n = read(fd, f.token, sizeof f.token - 1);
+		f.token[n > 0 ? n : 0] = '\0';
+		close(fd);
+	}
+	int lv = fake_listen(f.vsock), lc = fake_listen(f.control);
+	for (;;) {
+		struct pollfd p[2] = {{.fd = lv, .events = POLLIN}, {.fd = lc, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if (!(p[i].revents & POLLIN))
+				continue;
+			int c = accept4(p[i].fd, NULL, NULL, SOCK_CLOEXEC);
+			if (c < 0)
+				continue;
+			bool stop = i == 0 ? (fake_agent(&f, c), false) : fake_control(&f, c);
+			close(c);
+			if (stop) {
+				unlink(f.vsock);
+				unlink(f.control);
+				_exit(0);
+			}
+		}
+	}
+}
+
+__attribute__((constructor)) static void maybe_fake_vmm(void)
+{
+	if (!getenv("TEST_VM_FAKE"))
+		return;
+	static char cmd[8192];
+	char *argv[64];
+	int argc = 0, fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, cmd, sizeof cmd - 1) : -1;
+	if (n <= 0)
+		_exit(1);
+	for (ssize_t i = 0; i < n && argc < 63; i += (ssize_t)strlen(cmd + i) + 1)
+		argv[argc++] = cmd + i;
+	argv[argc] = NULL;
+	fake_vmm(argc, argv);
+}
+
+/* --- helpers -------------------------------------------------------------------------- */
+
+static char self_exe[512];
+static char base[256];
+
+static void setup(void)
+{
+	if (!self_exe[0]) {
+		ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+		self_exe[n > 0 ? n : 0] = '\0';
+	}
+	snprintf(base, sizeof base, "/tmp/test_vm.XXXXXX");
+	if (!mkdtemp(base))
+		abort();
+	setenv("TEST_VM_FAKE", "ok", 1);
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", base);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", base);
+	unsetenv("TEST_VM_FAKE");
+}
+
+struct sbx {
+	char id[32], tpl[300], sb[300], run[300];
+	struct vm_spec spec;
+};
+
+static void sbx_init(struct sbx *s, const char *id, const char *init_json)
+{
+	snprintf(s->id, sizeof s->id, "%s", id);
+	snprintf(s->tpl, sizeof s->tpl, "%s/tpl", base);
+	snprintf(s->sb, sizeof s->sb, "%s/sb/%s", base, id);
+	snprintf(s->run, sizeof s->run, "%s/run/%s", base, id);
+	s->spec = (struct vm_spec){.id = s->id,
+				   .template_dir = s->tpl,
+				   .sandbox_dir = s->sb,
+				   .run_dir = s->run,
+				   .init_json = init_json,
+				   .vmm_path = self_exe};
+}
+
+static bool exists(const char *dir, const char *name)
+{
+	char p[600];
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	return access(p, F_OK) == 0;
+}
+
+static bool file_has(const char *dir, const char *name, const char *needle)
+{
+	char p[600], data[8192];
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	int fd = open(p, O_RDONLY);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, data, sizeof data - 1);
+	close(fd);
+	data[n > 0 ? n : 0] = '\0';
+	return strstr(data, needle) != NULL;
+}
+
+static bool pid_gone(pid_t pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* A template snapshot as template_build leaves it, made by the stand-in. */
+static void make_template(void)
+{
+	char dir[300], kernel[300], rootfs[300], err[512];
+	snprintf(dir, sizeof dir, "%s/tpl", base);
+	snprintf(kernel, sizeof kernel, "%s/vmlinux", base);
+	snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", base);
+	close(open(kernel, O_WRONLY | O_CREAT, 0644));
+	close(open(rootfs, O_WRONLY | O_CREAT, 0644));
+	/* template_build finds cube-vmm next to this program: put the stand-in there. */
+	char vmm[600];
+	snprintf(vmm, sizeof vmm, "%.*s/cube-vmm", (int)(strrchr(self_exe, '/') - self_exe), self_exe);
+	unlink(vmm);
+	if (!CHECK(symlink(self_exe, vmm) == 0))
+		return;
+	int rc = template_build(dir, kernel, rootfs, 1, 128, NULL, NULL, err, sizeof err);
+	unlink(vmm);
+	if (!CHECK(rc == 0))
+		fprintf(stderr, "  template_build: %s\n", err);
+}
+
+/* --- with the stand-in ------------------------------------------------------------------ */
+
+struct progress_log {
+	char phases[256];
+	int last_pct;
+};
+
+static void on_progress(void *arg, int pct, const char *phase)
+{
+	struct progress_log *l = arg;
+	size_t n = strlen(l->phases);
+	snprintf(l->phases + n, sizeof l->phases - n, "%s%s:%d", n ? " " : "", phase, pct);
+	l->last_pct = pct;
+}
+
+TEST(template_build_snapshots_through_a_temp_dir)
+{
+	setup();
+	char dir[300], kernel[300], rootfs[300], err[512], vmm[600];
+	snprintf(dir, sizeof dir, "%s/tpl", base);
+	snprintf(kernel, sizeof kernel, "%s/vmlinux", base);
+	snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", base);
+	close(open(kernel, O_WRONLY | O_CREAT, 0644));
+	close(open(rootfs, O_WRONLY | O_CREAT, 0644));
+	snprintf(vmm, sizeof vmm, "%.*s/cube-vmm", (int)(strrchr(self_exe, '/') - self_exe), self_exe);
+	unlink(vmm);
+	CHECK(symlink(self_exe, vmm) == 0);
+	struct progress_log log = {.last_pct = -1};
+	int rc = template_build(dir, kernel, rootfs, 1, 128, on_progress, &log, err, sizeof err);
+	if (!CHECK_EQ_INT(rc, 0))
+		fprintf(stderr, "  %s\n", err);
+	CHECK(exists(dir, "snap/state") && exists(dir, "snap/memory") && exists(dir, "snap/disk0.layer"));
+	CHECK_STREQ(log.phases, "boot:0 boot:10 agent:50 snapshot:60 snapshot:90 done:100");
+	/* A rebuild replaces snap/ and leaves no temporary directory. */
+	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, NULL, NULL, err, sizeof err), 0);
+	char ls[400];
+	snprintf(ls, sizeof ls, "test \"$(ls %s)\" = snap", dir);
+	CHECK(system(ls) == 0);
+	unlink(vmm);
+	/* Bad arguments are refused before anything runs. */
+	CHECK_EQ_INT(template_build(dir, "/nonexistent/vmlinux", rootfs, 1, 128, NULL, NULL, err, sizeof err), -1);
+	CHECK(strstr(err, "/nonexistent/vmlinux") != NULL);
+	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 0, 128, NULL, NULL, err, sizeof err), -1);
+	teardown();
+}
+
+TEST(start_alive_stop)
+{
+	setup();
+	make_template();
+	struct sbx s;
+	sbx_init(&s, "sbx1",
+		 "{\"sandboxId\":\"sbx1\",\"envVars\":{\"A\":\"b\"},\"timestamp\":\"1999-01-01T00:00:00Z\"}");
+	char err[512] = "";
+	pid_t pid = vm_start(&s.spec, err, sizeof err);
+	if (!CHECK(pid > 0)) {
+		fprintf(stderr, "  vm_start: %s\n", err);
+		teardown();
+		return;
+	}
+	CHECK(vm_alive(pid, &s.spec));
+	CHECK(exists(s.run, "vsock.sock") && exists(s.run, "control.sock"));
+	/* The identity arrives with a fresh timestamp and entropy. */
+	CHECK(file_has(s.run, "fake-init.log", "\"sandboxId\":\"sbx1\""));
+	CHECK(file_has(s.run, "fake-init.log", "\"envVars\":{\"A\":\"b\"}"));
+	CHECK(!file_has(s.run, "fake-init.log", "1999-01-01"));
+	CHECK(file_has(s.run, "fake-init.log", "\"entropy\":\""));
+	/* Another sandbox's spec does not match this pid. */
+	struct sbx other;
+	sbx_init(&other, "sbx2", NULL);
+	CHECK(!vm_alive(pid, &other.spec));
+	CHECK_EQ_INT(vm_stop(pid, &s.spec, 2000), 0);
+	CHECK(pid_gone(pid));
+	CHECK(!exists(s.run, "vsock.sock") && !exists(s.run, "control.sock"));
+	CHECK(!vm_alive(pid, &s.spec));
+	CHECK_EQ_INT(vm_stop(pid, &s.spec, 2000), 0); /* stopping twice is fine */
+	teardown();
+}
+
+TEST(pause_and_resume_keep_identity_and_token)
+{
+	setup();
+	make_template();
+	struct sbx s;
+	sbx_init(&s, "sbx1", "{\"sandboxId\":\"sbx1\",\"accessToken\":\"tok123\"}");
+	char err[512] = "";
+	pid_t pid = vm_start(&s.spec, err, sizeof err);
+	if (!CHECK(pid > 0)) {
+		fprintf(stderr, "  vm_start: %s\n", err);
+		teardown();
+		return;
+	}
+	if (!CHECK_EQ_INT(vm_pause(pid, &s.spec, err, sizeof err), 0))
+		fprintf(stderr, "  vm_pause: %s\n", err);
+	CHECK(pid_gone(pid));
+	CHECK(exists(s.sb, "paused/state") && exists(s.sb, "paused/memory") && exists(s.sb, "paused/disk0.layer"));
+	CHECK(!exists(s.sb, "disk.layer"));
+	CHECK(!exists(s.run, "vsock.sock"));
+	CHECK(!vm_alive(pid, &s.spec));
+	char ls[400];
+	snprintf(ls, sizeof ls, "test \"$(ls %s)\" = paused", s.sb);
+	CHECK(system(ls) == 0); /* no temporary directory left */
+	pid_t pid2 = vm_resume(&s.spec, err, sizeof err);
+	if (!CHECK(pid2 > 0))
+		fprintf(stderr, "  vm_resume: %s\n", err);
+	/* The resumed agent holds the token: /init had to send it. */
+	CHECK(file_has(s.run, "fake-init.log", "token=tok123 204"));
+	CHECK(!exists(s.sb, "paused"));
+	CHECK(vm_alive(pid2, &s.spec));
+	CHECK_EQ_INT(vm_stop(pid2, &s.spec, 2000), 0);
+	CHECK(pid_gone(pid2));
+	/* Pausing what is not running says so. */
+	CHECK_EQ_INT(vm_pause(pid2, &s.spec, err, sizeof err), -1);
+	CHECK(strstr(err, "not its running VMM") != NULL);
+	teardown();
+}
+
+TEST(failed_start_says_why_and_leaves_nothing)
+{
+	setup();
+	struct sbx s;
+	sbx_init(&s, "bad1", "{}");
+	char err[512] = "";
+	/* No template snapshot. */
+	CHECK_EQ_INT(vm_start(&s.spec, err, sizeof err), -1);
+	CHECK(strstr(err, "no snapshot") != NULL);
+	CHECK(access(s.run, F_OK) < 0);
+	/* A VMM that dies at once: its last log message is in the error. */
+	make_template();
+	setenv("TEST_VM_FAKE", "die", 1);
+	uint64_t t0 = mono_ms();
+	CHECK_EQ_INT(vm_start(&s.spec, err, sizeof err), -1);
+	CHECK(mono_ms() - t0 < 5000); /* not the agent deadline */
+	CHECK(strstr(err, "exited with 5") != NULL);
+	CHECK(strstr(err, "checksum mismatch") != NULL);
+	CHECK(access(s.run, F_OK) < 0);
+	CHECK(!exists(s.sb, "disk.layer"));
+	setenv("TEST_VM_FAKE", "ok", 1);
+	/* Bad identity documents and specs. */
+	sbx_init(&s, "bad2", "[1,2]");
+	CHECK_EQ_INT(vm_start(&s.spec, err, sizeof err), -1);
+	CHECK(strstr(err, "init document") != NULL);
+	CHECK(access(s.run, F_OK) < 0);
+	struct vm_spec empty = {0};
+	CHECK_EQ_INT(vm_start(&empty, err, sizeof err), -1);
+	CHECK(!vm_alive(1, &empty));
+	CHECK(vm_stop(-1, &s.spec, 100) == 0);
+	teardown();
+}
+
+struct par {
+	struct sbx s;
+	pid_t pid;
+	char err[512];
+};
+
+static void *par_start(void *arg)
+{
+	struct par *p = arg;
+	p->pid = vm_start(&p->s.spec, p->err, sizeof p->err);
+	return NULL;
+}
+
+static void *par_stop(void *arg)
+{
+	struct par *p = arg;
+	if (vm_stop(p->pid, &p->s.spec, 2000) < 0)
+		snprintf(p->err, sizeof p->err, "vm_stop failed");
+	return NULL;
+}
+
+TEST(parallel_starts_from_threads)
+{
+	setup();
+	make_template();
+	enum { N = 4 };
+	struct par p[N];
+	pthread_t th[N];
+	for (int i = 0; i < N; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "par%d", i);
+		memset(&p[i], 0, sizeof p[i]);
+		sbx_init(&p[i].s, id, "{}");
+		CHECK(pthread_create(&th[i], NULL, par_start, &p[i]) == 0);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < N; i++) {
+		if (!CHECK(p[i].pid > 0))
+			fprintf(stderr, "  %s: %s\n", p[i].s.id, p[i].err);
+		CHECK(vm_alive(p[i].pid, &p[i].s.spec));
+		for (int j = 0; j < i; j++)
+			CHECK(p[i].pid != p[j].pid);
+	}
+	for (int i = 0; i < N; i++)
+		CHECK(pthread_create(&th[i], NULL, par_stop, &p[i]) == 0);
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(p[i].pid <= 0 || pid_gone(p[i].pid));
+		CHECK(!p[i].err[0]);
+	}
+	teardown();
+}
+
+/* The API daemon's event loop reaps every child on SIGCHLD (lib/loop.c),
+ * so a VMM may be reaped before vm.c looks: it must still see it end. */
+static volatile int reaper_stop;
+
+static void *reaper(void *arg)
+{
+	while (!reaper_stop) {
+		waitpid(-1, NULL, WNOHANG);
+		usleep(500);
+	}
+	return NULL;
+}
+
+TEST(children_reaped_by_someone_else)
+{
+	setup();
+	make_template();
+	reaper_stop = 0;
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, reaper, NULL) == 0);
+	struct sbx s;
+	sbx_init(&s, "reaped", "{}");
+	char err[512] = "";
+	pid_t pid = vm_start(&s.spec, err, sizeof err);
+	if (CHECK(pid > 0)) {
+		CHECK(vm_alive(pid, &s.spec));
+		CHECK_EQ_INT(vm_pause(pid, &s.spec, err, sizeof err), 0);
+		pid = vm_resume(&s.spec, err, sizeof err);
+		CHECK(pid > 0);
+		CHECK_EQ_INT(vm_stop(pid, &s.spec, 2000), 0);
+		CHECK(pid_gone(pid));
+	}
+	setenv("TEST_VM_FAKE", "die", 1);
+	uint64_t t0 = mono_ms();
+	CHECK_EQ_INT(vm_start(&s.spec, err, sizeof err), -1);
+	CHECK(mono_ms() - t0 < 5000);
+	CHECK(strstr(err, "checksum mismatch") != NULL);
+	reaper_stop = 1;
+	pthread_join(th, NULL);
+	teardown();
+}
+
+/* --- with the real VMM ---------------------------------------------------------------- */
+
+/* Why a real guest cannot run here, or NULL if it can. */
+static const char *real_guest_unavailable(const char *build)
+{
+	static char why[300];
+	const char *need[] = {"cube-vmm", "guest/vmlinux", "guest/rootfs.ext4"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(why, sizeof why, "%s/%s", build, need[i]);
+		if (access(why, R_OK) < 0) {
+			snprintf(why, sizeof why, "%s/%s missing (make build/cube-vmm guest-kernel guest-rootfs)",
+				 build, need[i]);
+			return why;
+		}
+	}
+	if (access("/dev/kvm", R_OK | W_OK) < 0)
+		return "no usable /dev/kvm";
+	if (access("/sys/module/kvm_pvm", F_OK) == 0)
+		return "/dev/kvm is PVM (kvm_pvm), which cannot boot a stock Linux guest; "
+		       "qemu-tests/l1/tests/20-api-vm.sh runs this nested";
+	if (access("/sys/module/kvm_intel", F_OK) < 0 && access("/sys/module/kvm_amd", F_OK) < 0)
+		return "neither kvm_intel nor kvm_amd is loaded";
+	return NULL;
+}
+
+TEST(real_guest_lifecycle)
+{
+	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+	const char *why = real_guest_unavailable(build);
+	if (why) {
+		printf("SKIP %s: %s\n", test_current, why);
+		return;
+	}
+	setup();
+	unsetenv("TEST_VM_FAKE");
+	char vmm[300], kernel[300], rootfs[300], err[512];
+	snprintf(vmm, sizeof vmm, "%s/cube-vmm", build);
+	snprintf(kernel, sizeof kernel, "%s/guest/vmlinux", build);
+	snprintf(rootfs, sizeof rootfs, "%s/guest/rootfs.ext4", build);
+	/* template_build looks for cube-vmm next to this program. */
+	char link[600];
+	snprintf(link, sizeof link, "%.*s/cube-vmm", (int)(strrchr(self_exe, '/') - self_exe), self_exe);
+	char *real = realpath(vmm, NULL);
+	unlink(link);
+	CHECK(real && symlink(real, link) == 0);
+	free(real);
+	char dir[300];
+	snprintf(dir, sizeof dir, "%s/tpl", base);
+	int rc = template_build(dir, kernel, rootfs, 1, 256, NULL, NULL, err, sizeof err);
+	unlink(link);
+	if (!CHECK_EQ_INT(rc, 0)) {
+		fprintf(stderr, "  template_build: %s\n", err);
+		teardown();
+		return;
+	}
+	struct sbx s;
+	sbx_init(&s, "real1", "{\"sandboxId\":\"real1\"}");
+	s.spec.vmm_path = vmm;
+	pid_t pid = vm_start(&s.spec, err, sizeof err);
+	if (CHECK(pid > 0)) {
+		CHECK(vm_alive(pid, &s.spec));
+		if (!CHECK_EQ_INT(vm_pause(pid, &s.spec, err, sizeof err), 0))
+			fprintf(stderr, "  vm_pause: %s\n", err);
+		pid = vm_resume(&s.spec, err, sizeof err);
+		if (!CHECK(pid > 0))
+			fprintf(stderr, "  vm_resume: %s\n", err);
+		CHECK_EQ_INT(vm_stop(pid, &s.spec, 5000), 0);
+	} else {
+		fprintf(stderr, "  vm_start: %s\n", err);
+	}
+	teardown();
+}

@@ -1,0 +1,81 @@
+/*
+ * vm.h - the one place in the control plane that runs cube-vmm.
+ *
+ * Every call blocks (seconds for a start, minutes for a template build under
+ * emulation), so the daemons run them off their event loop, in a worker
+ * thread or a child. They are thread-safe: no shared state, every fd they
+ * open is close-on-exec, and they wait only for the VMM processes they
+ * started themselves.
+ *
+ * A sandbox's VMM runs in its own session with stdin on /dev/null and its
+ * output in <run_dir>/vmm.log, so it outlives a restart of the daemon that
+ * started it (it is then reparented to PID1, which reaps it). Its files:
+ *
+ *   <run_dir>/vsock.sock      the agent, over vsock ("CONNECT 49983\n")
+ *   <run_dir>/control.sock    the VMM's control socket
+ *   <run_dir>/console.log     the guest console
+ *   <run_dir>/vmm.log         the VMM's own log (JSON lines)
+ *   <sandbox_dir>/disk.layer  the sandbox's writable disk layer
+ *   <sandbox_dir>/paused/     its snapshot while paused (memory, state, disk0.layer)
+ *   <template_dir>/snap/      the template's snapshot every sandbox starts from
+ */
+#ifndef CUBE_API_VM_H
+#define CUBE_API_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct vm_spec {
+	const char *id;		  /* the sandbox id: the VMM's --id, in every log line */
+	const char *template_dir; /* holds snap/ */
+	const char *sandbox_dir;  /* persistent: disk.layer, paused/ */
+	const char *run_dir;	  /* tmpfs: sockets and logs; created if missing */
+	/* The identity document for the agent's POST /init (docs/agent.md).
+	 * "timestamp" and "entropy" are always replaced by fresh ones, so the
+	 * guest clock is right after every restore and no two clones of one
+	 * snapshot share their randomness. An "accessToken" in it is also sent
+	 * as X-Access-Token, which a resumed agent asks for. NULL: "{}". */
+	const char *init_json;
+	/* NULL: cube-vmm next to the running program, else /usr/bin/cube-vmm. */
+	const char *vmm_path;
+};
+
+/* Restores <template_dir>/snap in a new cube-vmm with a fresh disk layer,
+ * waits for the agent (10 s, less if the VMM dies) and posts /init. Returns
+ * the VMM's pid. On failure nothing it started is left running, run_dir is
+ * removed, and err says what failed (with the VMM's last log message). */
+pid_t vm_start(const struct vm_spec *spec, char *err, size_t errsz);
+
+/* Shuts the VMM down through its control socket, waits up to timeout_ms
+ * for it to end, then SIGKILLs it; removes the sockets in run_dir. A pid
+ * that is gone, or is no longer this sandbox's VMM, counts as stopped.
+ * 0, or -1 if the process could not be ended. */
+int vm_stop(pid_t pid, const struct vm_spec *spec, int timeout_ms);
+
+/* Pauses the VM, snapshots it (memory, devices and the whole disk above the
+ * base) into <sandbox_dir>/paused (written to a temporary directory that is
+ * then renamed), and stops the VMM, so a paused sandbox holds no memory.
+ * The disk layer is then folded into the snapshot and removed. On failure
+ * the VM is resumed and keeps running. 0 or -1. */
+int vm_pause(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
+
+/* vm_start from <sandbox_dir>/paused: same identity, fresh clock. On
+ * success paused/ is removed (the new VMM keeps its files open); on failure
+ * it is kept, so the resume can be tried again. */
+pid_t vm_resume(const struct vm_spec *spec, char *err, size_t errsz);
+
+/* The process exists, is the VMM of this sandbox (its command line names
+ * <run_dir>/control.sock) and its control socket answers a ping. */
+bool vm_alive(pid_t pid, const struct vm_spec *spec);
+
+/* Cold-boots kernel + rootfs (the rootfs as the read-only base, which must
+ * stay where it is: every snapshot refers to it), waits for the agent, lets
+ * the guest settle, and snapshots it into <template_dir>/snap (through a
+ * temporary directory and a rename, replacing an older one), then stops the
+ * VM. progress (may be NULL) is called with the phases "boot", "agent",
+ * "snapshot" and "done" and a percentage. 0 or -1. */
+int template_build(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
+		   void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err, size_t errsz);
+
+#endif
