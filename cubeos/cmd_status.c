@@ -122,6 +122,5 @@ void cmd_status(struct shell *sh, int argc, char **argv)
 {
 	show_system(sh);
 	show_services(sh);
-	shell_printf(sh, "sandboxes  API not running yet\r\n");
-	shell_printf(sh, "templates  API not running yet\r\n");
+	status_sandboxes_templates(sh);
 }

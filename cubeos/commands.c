@@ -55,9 +55,14 @@ static void cmd_ca_issue(struct shell *sh, int argc, char **argv)
 		     CA_SERVER_VALIDITY_DAYS);
 }
 
-static void cmd_needs_api(struct shell *sh, int argc, char **argv)
+/* Killing goes through the api (it owns the VMMs and the registry), which
+ * wants an API key: the console has none of its own. */
+static void cmd_sandbox_kill(struct shell *sh, int argc, char **argv)
 {
-	shell_printf(sh, "not available until the API service exists\r\n");
+	shell_printf(sh,
+		     "sandbox kill: not from the console yet; use the API: DELETE /sandboxes/%.64s with an "
+		     "API key (X-API-Key), e.g. Sandbox.kill() in an E2B SDK\r\n",
+		     argv[0]);
 }
 
 const char *power_action_name(enum power_action a)
@@ -107,9 +112,9 @@ const struct shell_cmd shell_cmds[] = {
     {"service kill", "NAME [SIGNAL]", "signal a service (default KILL); it restarts as after a crash", 1, 2,
      cmd_service_kill},
     {"selftest", "", "boot a sandbox VM through cube-vmm and check its agent", 0, 0, cmd_selftest},
-    {"sandbox list", "", "running sandboxes", 0, 0, cmd_needs_api},
-    {"sandbox kill", "ID", "stop a sandbox", 1, 1, cmd_needs_api},
-    {"template list", "", "templates", 0, 0, cmd_needs_api},
+    {"sandbox list", "", "sandboxes (running and paused)", 0, 0, cmd_sandbox_list},
+    {"sandbox kill", "ID", "stop a sandbox", 1, 1, cmd_sandbox_kill},
+    {"template list", "", "templates and their build state", 0, 0, cmd_template_list},
     {"install", "DISK", "erase DISK and install CubeOS on it (from the ISO, PXE or this disk)", 1, 1, cmd_install},
     {"reboot", "", "stop services cleanly and reboot", 0, 0, cmd_reboot},
     {"poweroff", "", "stop services cleanly and power off", 0, 0, cmd_poweroff},

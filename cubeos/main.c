@@ -163,7 +163,7 @@ static struct service_set *load_services(const struct options *o, const char *lo
 			return NULL;
 		}
 	} else {
-		n = appliance_services(&defs);
+		n = appliance_services(os.state_dir, &defs);
 	}
 	struct service_set *set = service_set_new(os.loop, defs, n, log_dir, 2, err, sizeof err);
 	if (!set) {
@@ -243,27 +243,9 @@ static const char usage_text[] =
     "usage: cubeos                 (as PID 1: the appliance)\n"
     "       cubeos --test --state DIR [--services FILE.json] [--shell] [--stop-timeout-ms N]\n"
     "                              [--pbkdf2-iterations N]\n"
-    "       cubeos --placeholder NAME   (an idle stand-in service)\n"
     "       cubeos --selftest [--vmm P] [--guestctl P] [--kernel P] [--rootfs P] [--dir D] [--wait-ms N]\n"
     "                              (boot a sandbox VM through cube-vmm and check its agent)\n"
     "       cubeos --install DISK       (the shell's install command: erases DISK)\n";
-
-/* A service that does nothing until SIGTERM: stands in for daemons that do
- * not exist yet (see services.c). */
-static int run_placeholder(const char *name)
-{
-	log_set_component(name);
-	log_info("placeholder.start", "%s is a placeholder until its daemon exists", name);
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	int sig;
-	sigwait(&set, &sig);
-	log_info("placeholder.stop", "%s stopping on signal %d", name, sig);
-	return 0;
-}
 
 /* The host kernel has every driver built in; it keeps CONFIG_MODULES only
  * because 6.1's BPF JIT depends on it. Closing module loading at boot means
@@ -279,8 +261,6 @@ static void disable_module_loading(void)
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && strcmp(argv[1], "--placeholder") == 0)
-		return run_placeholder(argv[2]);
 	if (argc >= 2 && strcmp(argv[1], "--selftest") == 0)
 		return selftest_main(argc - 1, argv + 1); /* the shell's selftest command, in a child */
 	if (argc == 3 && strcmp(argv[1], "--install") == 0)

@@ -129,8 +129,8 @@ void service_describe_exit(const struct service *s, char *out, size_t outsz);
  * Never returns (exit 126/127 when it cannot). */
 void child_exec(char *const argv[], char *const env[], int out_fd, int err_fd) __attribute__((noreturn));
 
-/* The appliance's own table (services.c). */
-size_t appliance_services(struct service_def **out);
+/* The appliance's own table (services.c): the daemons, keeping their state in state_dir. */
+size_t appliance_services(const char *state_dir, struct service_def **out);
 /* A table from JSON: [{"name":..,"argv":[..],"deps":[..],"env":[..]}]. */
 int service_defs_from_json(const char *text, size_t len, struct service_def **out, size_t *n, char *err, size_t errsz);
 void service_defs_free(struct service_def *defs, size_t n);

@@ -2,8 +2,9 @@
  * services.c - the appliance's service table, in one place, and the JSON
  * form of a table used by test mode (--services FILE).
  *
- * Today only the VMM pool placeholder exists; the API issue adds api, proxy
- * and dns here, each with its dependencies.
+ * The control plane: api (the E2B REST API on :3000; it owns the templates,
+ * the sandbox registry and the VMMs) and proxy (sandbox traffic on :80). The
+ * DNS responder joins here when it exists.
  */
 #include "service.h"
 
@@ -48,34 +49,38 @@ void service_defs_free(struct service_def *defs, size_t n)
 	free(defs);
 }
 
-struct builtin_service {
-	const char *name;
-	const char *const *argv;
-	const char *const *deps;
-	const char *const *env;
-};
+/*
+ * The daemons' runtime directory (VMM sockets, console logs). Not /run/cubeos
+ * itself: that is where cubeos keeps the state when there is no data disk
+ * (datadisk.h), and the api would then find the sandboxes' runtime files and
+ * their registry records in the same directories (RUN/sandboxes/<id> and
+ * STATE/sandboxes/<id>), removing one when it cleans up the other.
+ */
+#define SERVICES_RUN_DIR "/run/cubeos/run"
 
-/* The VMM pool belongs to the API daemon, which does not exist yet. Until it
- * does, cubeos runs itself as an idle stand-in (cubeos --placeholder NAME) so
- * the supervisor, the logs and "status" have a real service to show. */
-static const char *const vmm_pool_argv[] = {"/proc/self/exe", "--placeholder", "vmm-pool", NULL};
-
-static const struct builtin_service builtin[] = {
-    {"vmm-pool", vmm_pool_argv, NULL, NULL},
-};
-
-size_t appliance_services(struct service_def **out)
+/* One table entry; argv and deps are NULL-terminated lists copied by the caller. */
+static void set_def(struct service_def *d, const char *name, const char *const *argv, const char *const *deps)
 {
-	size_t n = sizeof builtin / sizeof builtin[0];
-	struct service_def *defs = calloc(n, sizeof *defs);
-	for (size_t i = 0; i < n; i++) {
-		defs[i].name = strdup(builtin[i].name);
-		defs[i].argv = strv_dup(builtin[i].argv);
-		defs[i].deps = strv_dup(builtin[i].deps);
-		defs[i].env = strv_dup(builtin[i].env);
-	}
+	d->name = strdup(name);
+	d->argv = strv_dup(argv);
+	d->deps = strv_dup(deps);
+	d->env = strv_dup(NULL);
+}
+
+size_t appliance_services(const char *state_dir, struct service_def **out)
+{
+	/* The proxy only reads the registry the api writes, so it could run
+	 * alone; it depends on the api for the order: started after it (the
+	 * api has restored or cleaned the registry by then) and stopped before
+	 * it at shutdown, so client connections end before their sandboxes. */
+	const char *const api_argv[] = {"/usr/bin/cube-api", "--state", state_dir, "--run", SERVICES_RUN_DIR, NULL};
+	const char *const proxy_argv[] = {"/usr/bin/cube-proxy", "--state", state_dir, "--run", SERVICES_RUN_DIR, NULL};
+	const char *const proxy_deps[] = {"api", NULL};
+	struct service_def *defs = calloc(2, sizeof *defs);
+	set_def(&defs[0], "api", api_argv, NULL);
+	set_def(&defs[1], "proxy", proxy_argv, proxy_deps);
 	*out = defs;
-	return n;
+	return 2;
 }
 
 /* A JSON array of strings into a NULL-terminated list; absent gives an empty list. */

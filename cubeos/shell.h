@@ -119,6 +119,10 @@ void cmd_logs(struct shell *sh, int argc, char **argv);
 void cmd_service_list(struct shell *sh, int argc, char **argv);
 void cmd_service_restart(struct shell *sh, int argc, char **argv);
 void cmd_service_kill(struct shell *sh, int argc, char **argv);
+void cmd_sandbox_list(struct shell *sh, int argc, char **argv);
+void cmd_template_list(struct shell *sh, int argc, char **argv);
+/* The "sandboxes" and "templates" lines of status: counts by state, from the api's records. */
+void status_sandboxes_templates(struct shell *sh);
 /* "KILL", "SIGTERM", "hup" or a number from 1 to NSIG-1; -1 if none of those. */
 int shell_parse_signal(const char *text);
 void cmd_selftest(struct shell *sh, int argc, char **argv);

@@ -1,8 +1,8 @@
 # Appliance images (included by the top Makefile). See image/README.md.
 #
 #   make host-initramfs  build/host/initramfs.cpio.zst: the whole appliance
-#                        userland (cubeos as /init, cube-vmm, guestctl, the guest
-#                        kernel and rootfs), zstd-compressed cpio
+#                        userland (cubeos as /init, cube-vmm, guestctl, cube-api,
+#                        cube-proxy, the guest kernel and rootfs), zstd-compressed cpio
 #   make image           all three outputs, then their sizes:
 #                        build/image/cubeos.qcow2: GPT, ESP with SYSLINUX (BIOS)
 #                        and syslinux.efi (UEFI) + kernel + initramfs, and an empty
@@ -40,7 +40,7 @@ image: $(IMAGE_QCOW2) $(IMAGE_ISO) $(IMAGE_PXE)
 	  printf 'image:   %-8s %s\n' "$$(du -sh --apparent-size "$$f" | cut -f1)" "$$f"; done
 
 $(HOST_INITRAMFS): initramfs/host-rootfs.sh image/image.mk $(BUILD)/bin/cubeos $(BUILD)/cube-vmm \
-		$(BUILD)/guestctl $(BUILD)/guest/vmlinux $(BUILD)/guest/rootfs.ext4 $(THIRDPARTY_DIR)/e2fsprogs/.done
+		$(BUILD)/guestctl $(BUILD)/cube-api $(BUILD)/cube-proxy $(BUILD)/guest/vmlinux $(BUILD)/guest/rootfs.ext4 $(THIRDPARTY_DIR)/e2fsprogs/.done
 	@E2FSPROGS_BIN='$(E2FSPROGS_BIN)' bash initramfs/host-rootfs.sh $(BUILD) $@
 
 # mke2fs + e2fsck (static musl, thirdparty/): cubeos formats and checks the data disk.

@@ -9,7 +9,8 @@
 #   image/imagetest.py: boot_bios, boot_uefi (test_boot.py), admin_console
 #   (test_console.py), boot_iso_bios, boot_iso_uefi, boot_pxe, install_from_iso,
 #   install_from_pxe (test_media.py), persist, data_refused (test_persist.py),
-#   service_restart, selftest, power_button, ctrl_alt_del (test_admin.py).
+#   service_restart, selftest, power_button, ctrl_alt_del (test_admin.py), sdk
+#   (test_sdk.py: the E2B SDKs from `make sdk` against the appliance).
 #
 # One line per test ("PASS name detail" or "FAIL name detail"), then
 # "image-test: N passed, M failed"; the exit status is non-zero if any failed.

@@ -105,6 +105,29 @@ static const char *say(struct session *s, const char *text, uint64_t ms)
 	return s->out.data ? s->out.data : "";
 }
 
+/* Like say(), but for output that depends on a child process: runs the loop
+ * in short slices until the output so far contains want, or max_ms passed
+ * (a loaded machine can take far longer than usual to run /bin/sh). */
+static const char *say_until(struct session *s, const char *text, const char *want, uint64_t max_ms)
+{
+	if (text)
+		CHECK_EQ_INT(write(s->to_shell[1], text, strlen(text)), strlen(text));
+	buf_reset(&s->out);
+	uint64_t deadline = mono_ms() + max_ms;
+	do {
+		struct loop_timer t = {0};
+		loop_timer_arm(s->os.loop, &t, 20, stop_loop, s->os.loop);
+		loop_run(s->os.loop);
+		char chunk[4096];
+		ssize_t r;
+		while ((r = read(s->from_shell[0], chunk, sizeof chunk)) > 0)
+			buf_append(&s->out, chunk, (size_t)r);
+		if (s->out.data && strstr(s->out.data, want))
+			break;
+	} while (mono_ms() < deadline);
+	return s->out.data ? s->out.data : "";
+}
+
 static void session_close(struct session *s)
 {
 	struct service_set *set = s->os.services;
@@ -138,7 +161,7 @@ TEST(session_login_status_unknown_apikeys_logs)
 	CHECK(strstr(o, "hostname   cubeos-") != NULL);
 	CHECK(strstr(o, "echoer") && strstr(o, "starting"));
 	CHECK(strstr(o, "kvm ") && strstr(o, "memory ") && strstr(o, "uptime "));
-	CHECK(strstr(o, "sandboxes  API not running yet") != NULL);
+	CHECK(strstr(o, "sandboxes  0 running, 0 paused") != NULL);
 
 	o = say(&s, "frobnicate now\n", 50);
 	CHECK(strstr(o, "unknown command \"frobnicate\"; type help") != NULL);
@@ -173,7 +196,7 @@ TEST(session_login_status_unknown_apikeys_logs)
 	CHECK(strstr(say(&s, "net set bogus\n", 50), "expected dhcp or static"));
 	CHECK(strstr(say(&s, "net show\n", 50), "\"mode\":\"static\""));
 	CHECK(strstr(say(&s, "ca\n", 50), "SHA-256 fingerprint: "));
-	CHECK(strstr(say(&s, "sandbox list\n", 50), "not available until the API service exists"));
+	CHECK(strstr(say(&s, "sandbox list\n", 50), "no sandboxes"));
 	CHECK(strstr(say(&s, "install /dev/sda\n", 50), "not available in test mode"));
 	CHECK(strstr(say(&s, "help\n", 50), "apikey revoke ID"));
 	CHECK(strstr(say(&s, "reboot\n", 50), "reboot: stopping services"));
@@ -224,6 +247,56 @@ TEST(session_editing_and_bad_input)
 	session_close(&s);
 }
 
+/* Writes DIR/<kind>/<name>/<file> with text (the api's record layout). */
+static void put_record(const char *dir, const char *kind, const char *name, const char *file, const char *text)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/%s", dir, kind);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/%s/%s", dir, kind, name);
+	mkdir(path, 0700);
+	snprintf(path, sizeof path, "%s/%s/%s/%s", dir, kind, name, file);
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+TEST(session_sandbox_and_template_list_read_the_records)
+{
+	struct session s;
+	session_open(&s);
+	say(&s, "letmein\n", 50);
+	CHECK(strstr(say(&s, "template list\n", 50), "no templates"));
+	put_record(s.dir, "sandboxes", "abc123", "sandbox.json",
+		   "{\"sandboxID\":\"abc123\",\"templateID\":\"base\",\"state\":\"running\","
+		   "\"startedAt\":\"2026-11-23T17:47:04.340Z\",\"endAt\":\"2026-11-23T17:49:04.340Z\","
+		   "\"metadata\":{\"a\":\"b\",\"evil\":\"x\\u001b[2Jy\"}}");
+	put_record(s.dir, "sandboxes", "broken", "sandbox.json", "{\"sandboxID\":");
+	put_record(s.dir, "sandboxes", "odd", "sandbox.json", "{\"templateID\":7}");
+	char starting[600];
+	snprintf(starting, sizeof starting, "%s/sandboxes/starting", s.dir);
+	mkdir(starting, 0700); /* no record yet: skipped */
+	const char *o = say(&s, "sandbox list\n", 50);
+	CHECK(strstr(o, "abc123                base              running   2026-11-23 17:47:04  2026-11-23 17:49:04  "
+			"a=b,evil=x?[2Jy\r\n") != NULL);
+	CHECK(strstr(o, "\x1b") == NULL); /* control bytes from a record never reach the console */
+	CHECK(strstr(o, "warning: ") && strstr(o, "/sandboxes/broken/sandbox.json"));
+	CHECK(strstr(
+	    o, "odd                   -                 -         -                    -                    -\r\n"));
+	CHECK(strstr(o, "starting") == NULL);
+	put_record(s.dir, "templates", "base", "template.json",
+		   "{\"templateID\":\"base\",\"state\":\"building\",\"progress\":60,\"cpuCount\":2,"
+		   "\"memoryMB\":512,\"diskSizeMB\":64,\"updatedAt\":\"2026-11-23T17:46:27.571Z\"}");
+	put_record(s.dir, "templates", "py", "template.json",
+		   "{\"state\":\"error\",\"error\":\"no /sbin/init\",\"createdAt\":\"2026-11-23T10:00:00Z\"}");
+	o = say(&s, "template list\n", 50);
+	CHECK(strstr(o, "base              building 60%       2   512 MiB    64 MiB  2026-11-23 17:46:27\r\n"));
+	CHECK(strstr(o, "py                error              0     0 MiB     0 MiB  2026-11-23 10:00:00\r\n"));
+	CHECK(strstr(o, "  error: no /sbin/init\r\n"));
+	CHECK(strstr(say(&s, "sandbox kill abc123\n", 50), "DELETE /sandboxes/abc123"));
+	session_close(&s);
+}
+
 /* --- commands that run a child (shell_run) ---------------------------------------- */
 
 static struct shell *logged_in(struct session *s)
@@ -245,7 +318,7 @@ TEST(run_streams_output_then_status_and_prompt)
 	char *const argv[] = {"/bin/sh", "-c", "echo one; printf 'crlf\\r\\n'; echo two >&2; exit 3", NULL};
 	CHECK_EQ_INT(shell_run(sh, argv), 0);
 	CHECK_EQ_INT(sh->mode, SHELL_RUNNING);
-	const char *o = say(&s, NULL, 300);
+	const char *o = say_until(&s, NULL, "cubeos> ", 10000);
 	/* LF becomes CRLF, a CRLF stays one, stderr comes too, and the prompt follows the status. */
 	CHECK(strstr(o, "one\r\ncrlf\r\ntwo\r\n[exit 3]\r\ncubeos> ") != NULL);
 	CHECK(strstr(o, "\r\r\n") == NULL);
@@ -253,13 +326,13 @@ TEST(run_streams_output_then_status_and_prompt)
 
 	char *const ok[] = {"/bin/sh", "-c", "echo fine", NULL};
 	CHECK_EQ_INT(shell_run(sh, ok), 0);
-	o = say(&s, NULL, 300);
+	o = say_until(&s, NULL, "cubeos> ", 10000);
 	CHECK(strstr(o, "fine\r\ncubeos> ") != NULL);
 	CHECK(strstr(o, "[exit") == NULL); /* success needs no status line */
 
 	char *const missing[] = {"/nonexistent/prog", NULL};
 	CHECK_EQ_INT(shell_run(sh, missing), 0);
-	o = say(&s, NULL, 300);
+	o = say_until(&s, NULL, "cubeos> ", 10000);
 	CHECK(strstr(o, "cannot run /nonexistent/prog") && strstr(o, "[exit 127]"));
 	session_close(&s);
 }
@@ -270,7 +343,7 @@ TEST(run_ignores_typing_and_stops_on_ctrl_c)
 	struct shell *sh = logged_in(&s);
 	char *const argv[] = {"/bin/sh", "-c", "echo started; sleep 30; echo not-reached", NULL};
 	CHECK_EQ_INT(shell_run(sh, argv), 0);
-	CHECK(strstr(say(&s, NULL, 200), "started") != NULL);
+	CHECK(strstr(say_until(&s, NULL, "started", 10000), "started") != NULL);
 	/* A second command cannot start, and typed lines do not run. */
 	CHECK_EQ_INT(shell_run(sh, argv), -1);
 	const char *o = say(&s, "status\n", 100);
@@ -278,7 +351,7 @@ TEST(run_ignores_typing_and_stops_on_ctrl_c)
 	CHECK(strstr(o, "hostname") == NULL);
 	pid_t pid = sh->child.pid;
 	uint64_t t0 = mono_ms();
-	o = say(&s, "\x03", 300);
+	o = say_until(&s, "\x03", "cubeos> ", 10000);
 	CHECK(strstr(o, "^C\r\n") && strstr(o, "[signal 2 (Interrupt)]\r\ncubeos> "));
 	CHECK(mono_ms() - t0 < 1000);
 	CHECK(process_gone(pid));

@@ -45,30 +45,30 @@ def test_service_restart():
     vm, secs, notes = boot_and_login("service_restart")
     try:
         vm.expect(SERVICES_UP, timeout=120)
-        _, pid, restarts = wait_row(vm, "vmm-pool", lambda st, pid, r: pid != "-")
+        _, pid, restarts = wait_row(vm, "proxy", lambda st, pid, r: pid != "-")
         if restarts != 0:
-            raise Fail("vmm-pool restarted %d times before the test" % restarts)
-        out = command(vm, "service kill vmm-pool")
-        if "sent signal 9 (Killed) to vmm-pool, pid %s" % pid not in out:
-            raise Fail("service kill vmm-pool: %r" % out)
+            raise Fail("proxy restarted %d times before the test" % restarts)
+        out = command(vm, "service kill proxy")
+        if "sent signal 9 (Killed) to proxy, pid %s" % pid not in out:
+            raise Fail("service kill proxy: %r" % out)
         t_kill = vm.elapsed()
-        st, new_pid, restarts = wait_row(vm, "vmm-pool", lambda st, p, r: p not in ("-", pid) and r == 1)
+        st, new_pid, restarts = wait_row(vm, "proxy", lambda st, p, r: p not in ("-", pid) and r == 1)
         back = vm.elapsed() - t_kill
         out = command(vm, "status")
         if "signal 9 (Killed)" not in out:
             raise Fail("status does not show the last exit as signal 9: %r" % out)
-        # restart: a clean stop (SIGTERM: the placeholder exits 0) and a new pid.
-        out = command(vm, "service restart vmm-pool")
-        if "vmm-pool: stopping pid %s, then starting it again" % new_pid not in out:
-            raise Fail("service restart vmm-pool: %r" % out)
-        _, third_pid, _ = wait_row(vm, "vmm-pool", lambda st, p, r: p not in ("-", new_pid) and r == 2)
+        # restart: a clean stop (SIGTERM: cube-proxy exits 0) and a new pid.
+        out = command(vm, "service restart proxy")
+        if "proxy: stopping pid %s, then starting it again" % new_pid not in out:
+            raise Fail("service restart proxy: %r" % out)
+        _, third_pid, _ = wait_row(vm, "proxy", lambda st, p, r: p not in ("-", new_pid) and r == 2)
         out = command(vm, "service list")
-        if not re.search(r"\nvmm-pool +(starting|running) +%s +2 " % third_pid, out):
+        if not re.search(r"\nproxy +(starting|running) +%s +2 " % third_pid, out):
             raise Fail("service list: %r" % out)
         if "exit 0" not in command(vm, "status"):
             raise Fail("the restart was not a clean stop (no exit 0 in status)")
         poweroff(vm)
-        notes.insert(0, "boot.done %.1f s; vmm-pool pid %s killed -> pid %s (restarts 1) after %.1f s; "
+        notes.insert(0, "boot.done %.1f s; proxy pid %s killed -> pid %s (restarts 1) after %.1f s; "
                         "service restart -> pid %s (restarts 2, clean exit 0)" % (secs, pid, new_pid, back, third_pid))
         return "; ".join(notes)
     finally:
@@ -126,7 +126,7 @@ def test_power_button():
         vm.monitor("system_powerdown")
         vm.expect(rb"power button pressed", timeout=60)
         vm.expect(rb'"event":"shutdown.start"', timeout=30)
-        vm.expect(rb'"event":"service.stopped"[^\n]*vmm-pool', timeout=60)
+        vm.expect(rb'"event":"service.stopped","msg":"api: ', timeout=60)
         vm.expect(rb'"event":"shutdown.done"', timeout=60)
         rc = vm.wait_exit(120)
         if rc is None:
@@ -150,7 +150,7 @@ def test_ctrl_alt_del():
         t_press = vm.elapsed()
         vm.monitor("sendkey ctrl-alt-delete")
         vm.expect(rb'"event":"signal"[^\n]*Ctrl-Alt-Del', timeout=60)
-        vm.expect(rb'"event":"service.stopped"[^\n]*vmm-pool', timeout=60)
+        vm.expect(rb'"event":"service.stopped","msg":"api: ', timeout=60)
         vm.expect(rb'"event":"shutdown.done"', timeout=60)
         vm.expect(rb"reboot: Restarting system", timeout=60)
         t_down = vm.elapsed()

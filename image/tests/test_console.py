@@ -16,7 +16,7 @@ def test_admin_console():
 
         out = command(vm, "status")
         kvm = re.search(r"\nkvm +(.*?)\r*\n", out)
-        for want in (r"\nuptime +\S", r"\nservices\r*\n", r"\n +vmm-pool +(running|starting) "):
+        for want in (r"\nuptime +\S", r"\nservices\r*\n", r"\n +api +(running|starting) ", r"\n +proxy +(running|starting) "):
             if not re.search(want, out):
                 raise Fail("status: no line matching %r in: %r" % (want, out))
         if not kvm or kvm.group(1).startswith(("none", "unknown")):

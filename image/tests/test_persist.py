@@ -5,7 +5,7 @@ formats it, mounts it and keeps its state there; an API key is made, then a
 clean poweroff (which unmounts the disk). Second boot of the same overlay: no
 first-boot banner and no format, the disk passes e2fsck and is mounted as it
 was; the same password logs in, the key is listed, the hostname is the same,
-and `logs vmm-pool` still shows the first boot's lines.
+and `logs proxy` still shows the first boot's lines.
 
 data_refused: a data partition that holds something cubeos does not know is
 never formatted: the state stays in RAM, `status` says so, and the bytes are
@@ -91,13 +91,13 @@ def second_boot(disk, password, name):
         if hostname(out) != name:
             raise Fail("second boot: hostname %s, was %s" % (hostname(out), name))
         data_line(out, "second boot")
-        # The first boot's vmm-pool stopped at poweroff; only a persistent log still has that line.
-        out = command(vm, "logs vmm-pool 50")
-        starts = out.count("placeholder.start")
-        if "placeholder.stop" not in out or starts < 2:
-            raise Fail("second boot: logs vmm-pool lacks the first boot's lines (%d starts): %r" % (starts, out))
+        # The first boot's proxy stopped at poweroff; only a persistent log still has that line.
+        out = command(vm, "logs proxy 50")
+        starts = out.count('"event":"proxy.start"')
+        if '"event":"proxy.stop"' not in out or starts < 2:
+            raise Fail("second boot: logs proxy lacks the first boot's lines (%d starts): %r" % (starts, out))
         poweroff(vm)
-        notes.insert(0, "second boot %.1f s, %s; key, password, hostname %s and %d boots of vmm-pool logs kept"
+        notes.insert(0, "second boot %.1f s, %s; key, password, hostname %s and %d boots of proxy logs kept"
                      % (secs, fsck[0].split(": ")[1] if ": " in fsck[0] else fsck[0], name, starts))
         return "; ".join(notes)
     finally:

@@ -1,0 +1,216 @@
+"""The official E2B SDKs against the booted appliance (header mode: no DNS, no TLS).
+
+QEMU forwards two host ports to the appliance's api (:3000) and proxy (:80).
+The admin API key comes from the first-boot banner; once the api has built
+the base template (GET /templates says ready), image/tests/sdk/flow.py runs
+in the Python SDK venvs (latest and old) and image/tests/sdk/flow.mjs with the
+JS SDKs (e2b and e2b-old) of agent/tests/sdk-js: create with metadata and
+envVars, a command that sees the envVar and the guest kernel, a file written
+and read back, list filtered by metadata, setTimeout, kill (isRunning false,
+the proxy answers 502), a wrong key (auth error), an unknown template (not
+found). Then the console: `sandbox list` shows a sandbox made over HTTP,
+`template list` shows base ready, and the appliance powers off cleanly.
+
+The SDKs come from `make sdk` / agent/tests/sdk-deps.sh (venvs under
+$CUBEOS_CACHE/venv/<sha256 of the requirements file>, node_modules in
+agent/tests/sdk-js); the latest Python and the JS e2b are required, the old
+ones run when present. Each flow's output is in build/image/test-sdk-<flow>.out.
+"""
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from imagetest import IMAGE, LOGDIR, Fail, Vm, boot, command, first_boot_password, login, poweroff
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.join(REPO, "image", "tests", "sdk")
+SDK_JS = os.path.join(REPO, "agent", "tests", "sdk-js")
+SDK_PY = os.path.join(REPO, "agent", "tests", "sdk-py")
+CACHE = os.environ.get("CUBEOS_CACHE", "/var/cache/cubeos")
+API_KEY = rb"admin API key: +(e2b_[0-9a-f]{40})"
+# The base template is built at the api's first start: a guest boot nested under TCG.
+TEMPLATE_TIMEOUT = 900
+FLOW_TIMEOUT = 600
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def api(url, key, path, method="GET", body=None, timeout=30):
+    """(status, parsed JSON or text) of one call to the appliance's api."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url + path, data=data, method=method,
+                                 headers={"X-API-Key": key, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, text = r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode(errors="replace")
+    try:
+        return status, json.loads(text) if text else None
+    except ValueError:
+        return status, text
+
+
+def wait_base_ready(url, key):
+    """Polls GET /templates until base is ready; returns the seconds it took."""
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < TEMPLATE_TIMEOUT:
+        try:
+            status, body = api(url, key, "/templates")
+            last = (status, body)
+            base = [t for t in body if t.get("templateID") == "base"] if status == 200 and isinstance(body, list) else []
+            if base and base[0].get("buildStatus") == "ready":
+                return time.monotonic() - t0
+            if base and base[0].get("buildStatus") == "error":
+                raise Fail("the base template build failed: %r" % base[0])
+        except (OSError, urllib.error.URLError) as e:
+            last = e  # the api (or QEMU's forward) is not up yet
+        time.sleep(2)
+    raise Fail("base template not ready after %d s (last answer %r)" % (TEMPLATE_TIMEOUT, last))
+
+
+def guest_release():
+    """The guest kernel's release, from the build's vmlinux next to the image (or None)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(IMAGE)), "guest", "vmlinux")
+    try:
+        with open(path, "rb") as f:
+            m = re.search(rb"Linux version (\S+) ", f.read())
+    except OSError:
+        return None
+    return m.group(1).decode() if m else None
+
+
+def venv_for(requirements):
+    with open(os.path.join(SDK_PY, requirements), "rb") as f:
+        venv = os.path.join(CACHE, "venv", hashlib.sha256(f.read()).hexdigest())
+    return venv if os.path.exists(os.path.join(venv, ".cubeos-complete")) else None
+
+
+def flows():
+    """(name, argv) of every SDK flow to run: the required ones always (run_flow
+    fails clearly when their SDK is missing), the old SDKs when installed."""
+    out = []
+    for req, name, required in (("requirements-e2b-latest.txt", "py-latest", True),
+                                ("requirements-e2b-old.txt", "py-old", False)):
+        venv = venv_for(req)
+        if venv or required:
+            out.append((name, [os.path.join(venv or "/nonexistent", "bin", "python"),
+                               os.path.join(HERE, "flow.py")]))
+    js_ready = os.path.exists(os.path.join(SDK_JS, "node_modules", ".cubeos-lock-sha256"))
+    for pkg, required in (("e2b", True), ("e2b-old", False)):
+        if js_ready or required:
+            out.append(("js-" + pkg, ["node", os.path.join(HERE, "flow.mjs"), SDK_JS, pkg]))
+    return out
+
+
+def run_flow(name, argv, env):
+    """Runs one flow; returns its "ok create ..." detail. Its output goes to LOGDIR."""
+    need = os.path.join(SDK_JS, "node_modules", argv[3]) if argv[0] == "node" else argv[0]
+    if not os.path.exists(need):
+        raise Fail("%s: %s missing (run: make sdk, or bash agent/tests/sdk-deps.sh)" % (name, need))
+    log = os.path.join(LOGDIR, "test-sdk-%s.out" % name)
+    try:
+        p = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=FLOW_TIMEOUT)
+        text = p.stdout.decode(errors="replace")
+        rc = p.returncode
+    except subprocess.TimeoutExpired as e:
+        text = (e.stdout or b"").decode(errors="replace") + "\n(timed out after %d s)\n" % FLOW_TIMEOUT
+        rc = -1
+    with open(log, "w") as f:
+        f.write(text)
+    if rc != 0 or "flow: PASS" not in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-3:]
+        raise Fail("%s failed (exit %d): %s (full output: %s)" % (name, rc, " | ".join(last), log))
+    m = re.search(r"^ok create (.*)$", text, re.M)
+    return m.group(1) if m else "ok"
+
+
+def sdk_env(api_port, proxy_port, key):
+    # Nothing of this machine's own E2B setup or proxies may leak in.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("E2B_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env.update({
+        "E2B_API_URL": "http://127.0.0.1:%d" % api_port,
+        "E2B_SANDBOX_URL": "http://127.0.0.1:%d" % proxy_port,
+        "CUBE_PROXY_URL": "http://127.0.0.1:%d" % proxy_port,
+        "E2B_API_KEY": key,
+        "E2B_DOMAIN": "cubeos.local",
+        "NO_PROXY": "*", "no_proxy": "*",
+    })
+    release = guest_release()
+    if release:
+        env["CUBE_GUEST_RELEASE"] = release
+    return env
+
+
+def console_lists(vm, url, key):
+    """sandbox list / template list on the console, with one sandbox made over HTTP."""
+    status, body = api(url, key, "/sandboxes", "POST",
+                       {"templateID": "base", "timeout": 300, "metadata": {"made-by": "image-test"}}, timeout=120)
+    if status != 201:
+        raise Fail("POST /sandboxes: %d %r" % (status, body))
+    sid = body["sandboxID"]
+    try:
+        out = command(vm, "sandbox list")
+        if not re.search(r"\n%s +base +running +\S+ \S+ +\S+ \S+ +made-by=image-test\r*\n" % sid, out):
+            raise Fail("sandbox list does not show %s: %r" % (sid, out))
+        out = command(vm, "template list")
+        if not re.search(r"\nbase +ready +\d+ +\d+ MiB +\d+ MiB ", out):
+            raise Fail("template list does not show base ready: %r" % out)
+    finally:
+        api(url, key, "/sandboxes/" + sid, "DELETE", timeout=120)
+    out = command(vm, "sandbox list")
+    if sid in out:
+        raise Fail("sandbox list still shows %s after DELETE: %r" % (sid, out))
+    return sid
+
+
+def test_sdk():
+    api_port, proxy_port = free_port(), free_port()
+    net = "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:3000,hostfwd=tcp:127.0.0.1:%d-:80" % (api_port, proxy_port)
+    vm = Vm("sdk", "bios", net=net)
+    try:
+        secs = boot(vm)
+        m = re.search(API_KEY, vm.out)
+        if not m:
+            raise Fail("no admin API key in the first-boot banner")
+        key = m.group(1).decode()
+        url = "http://127.0.0.1:%d" % api_port
+        build = wait_base_ready(url, key)
+        env = sdk_env(api_port, proxy_port, key)
+        results, skipped = [], []
+        for name, argv in flows():
+            results.append("%s (%s)" % (name, run_flow(name, argv, env)))
+        for name in ("py-old", "js-e2b-old"):
+            if not any(r.startswith(name + " ") for r in results):
+                skipped.append(name)
+        vm.pos = 0
+        notes = login(vm, first_boot_password(vm), wrong_first=False)
+        sid = console_lists(vm, url, key)
+        out = command(vm, "status")
+        for svc in ("api", "proxy"):
+            if not re.search(r"\n +%s +running +\d+ +0 " % svc, out):
+                raise Fail("status: %s is not running without restarts: %r" % (svc, out))
+        poweroff(vm)
+        notes.insert(0, "boot.done %.1f s, base ready %.0f s later; %s%s; console listed %s" % (
+            secs, build, "; ".join(results), "; skipped (not installed): " + ", ".join(skipped) if skipped else "",
+            sid))
+        return "; ".join(notes)
+    finally:
+        vm.stop()
+
+
+TESTS = [("sdk", test_sdk)]
