@@ -65,6 +65,7 @@ run-image: $(IMAGE_QCOW2)
 	bash image/run.sh $(IMAGE_QCOW2)
 
 image-test: image
+	@bash agent/tests/sdk-deps.sh # the SDKs that tests/test_sdk.py drives
 	@ISO=$(IMAGE_ISO) PXE_DIR=$(dir $(IMAGE_PXE)) bash image/test.sh $(IMAGE_QCOW2)
 
 image-bench: image
