@@ -136,6 +136,7 @@ bench: all
 	bash tools/bench.sh
 	$(MAKE) qemu-bench
 	$(MAKE) image-bench
+	$(MAKE) api-bench
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

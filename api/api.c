@@ -1,12 +1,18 @@
 /* api.c - the cube-api daemon object, auth and routing (see api.h). */
 #include "api.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "../lib/log.h"
 #include "apicore.h"
+#include "registry.h"
 
 #define API_MAX_BODY (1024 * 1024) /* create bodies are a few KiB; envVars may be larger */
 
@@ -41,6 +47,10 @@ static void copy_config(struct api_config *dst, const struct api_config *src)
 		dst->max_timeout_s = 86400;
 	if (dst->stop_timeout_ms <= 0)
 		dst->stop_timeout_ms = 5000;
+	if (dst->pool_size < 0)
+		dst->pool_size = 0;
+	if (!dst->pool_interval_ms)
+		dst->pool_interval_ms = 2000;
 }
 
 static void free_config(struct api_config *c)
@@ -100,6 +110,9 @@ void template_dir(const struct api *a, const char *template_id, char *out, size_
 
 static bool authorized(struct api *a, struct http_conn *c, struct http_req *req)
 {
+	/* The admin socket (see listen_admin_socket): only root can open it. */
+	if (req->peer && strcmp(req->peer, "unix") == 0)
+		return true;
 	const char *why = NULL;
 	if (auth_check(&a->auth, http_req_header(req, "X-API-Key"), &why))
 		return true;
@@ -117,9 +130,43 @@ static void handle(struct http_conn *c, struct http_req *req, void *arg)
 	}
 	if (!authorized(a, c, req))
 		return;
-	if (sandbox_route(a, c, req) || template_route(a, c, req))
+	if (sandbox_route(a, c, req) || template_route(a, c, req) || pool_route(a, c, req))
 		return;
 	http_respond_error(c, 404, "no such API call: %s %s", req->method, req->path);
+}
+
+/*
+ * The console's door: RUN/api.sock, a Unix socket only root can open (0600,
+ * in a root-only run dir). Requests on it need no API key: whoever can open it
+ * is root on the appliance already. The admin console's `sandbox kill` uses
+ * it, so the console needs no key of its own. Failing to make it is logged;
+ * the API on TCP works without it.
+ */
+static void listen_admin_socket(struct api *a)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/" API_ADMIN_SOCKET, a->cfg.run_dir);
+	if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
+		log_warn("api.admin", "run dir path too long for the admin socket");
+		return;
+	}
+	if (registry_mkdir_p(a->cfg.run_dir) < 0) {
+		log_warn("api.admin", "cannot make %s: %s", a->cfg.run_dir, strerror(errno));
+		return;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return;
+	unlink(sa.sun_path);
+	mode_t old = umask(0177); /* the socket is born 0600: no window with looser rights */
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+	umask(old);
+	if (rc < 0 || listen(fd, 16) < 0 || http_server_listen_fd(a->srv, fd) < 0) {
+		log_warn("api.admin", "cannot listen on %s: %s", sa.sun_path, strerror(errno));
+		close(fd);
+		return;
+	}
+	log_info("api.admin", "admin socket %s (root only, no API key)", sa.sun_path);
 }
 
 struct api *api_new(struct loop *l, const struct api_config *cfg, const struct vm_ops *ops)
@@ -141,9 +188,11 @@ struct api *api_new(struct loop *l, const struct api_config *cfg, const struct v
 		api_free(a);
 		return NULL;
 	}
+	listen_admin_socket(a);
 	sandboxes_restore(a);
 	ttl_start(a);
 	templates_ensure_base(a);
+	a->warm = pool_new(a);
 	return a;
 }
 
@@ -157,8 +206,10 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	ttl_stop(a);
+	pool_close(a->warm); /* queues the stops of the pool's VMMs */
 	/* Jobs in flight may still answer their connections: the server goes last. */
 	worker_pool_free(a->pool);
+	pool_free(a->warm);
 	if (a->srv)
 		http_server_free(a->srv);
 	while (a->sandboxes)

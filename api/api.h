@@ -26,14 +26,20 @@ struct vm_ops {
 	int (*pause)(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
 	pid_t (*resume)(const struct vm_spec *spec, char *err, size_t errsz);
 	bool (*alive)(pid_t pid, const struct vm_spec *spec);
+	/* The warm pool (api/pool.h); both NULL: no pool, cold starts only. */
+	pid_t (*prestart)(const struct vm_spec *spec, char *err, size_t errsz);
+	int (*claim)(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
 	int (*template_build)(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
 			      void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err,
 			      size_t errsz);
 };
 
+/* The admin socket in the run dir: HTTP without API keys, for root only. */
+#define API_ADMIN_SOCKET "api.sock"
+
 struct api_config {
 	const char *state_dir; /* default /var/lib/cubeos */
-	const char *run_dir;   /* default /run/cubeos */
+	const char *run_dir;   /* default /run/cubeos; holds API_ADMIN_SOCKET */
 	const char *domain;    /* default cubeos.local */
 	const char *vmm_path;  /* NULL: the backend's default */
 	/* The base template is built at start from these if it is missing. */
@@ -44,6 +50,10 @@ struct api_config {
 	unsigned ttl_interval_ms; /* how often expiry is checked, default 1000 */
 	int64_t max_timeout_s;	  /* default 86400 */
 	int stop_timeout_ms;	  /* grace for a VMM to shut down, default 5000 */
+	/* Warm VMMs per template unless DIR/config/pool.json says otherwise;
+	 * 0: none, every create starts cold (cube-api's --pool-size: 2). */
+	int pool_size;
+	unsigned pool_interval_ms; /* pool.json, template and liveness checks, default 2000 */
 };
 
 struct api;
@@ -53,8 +63,9 @@ struct api;
  * caller then listens with http_server_listen_* on api_server(). */
 struct api *api_new(struct loop *l, const struct api_config *cfg, const struct vm_ops *ops);
 struct http_server *api_server(struct api *a);
-/* Finishes backend jobs in flight, then frees everything. VMMs keep
- * running: a restarted api finds them again. */
+/* Finishes backend jobs in flight, then frees everything. Sandbox VMMs
+ * keep running: a restarted api finds them again. The warm pool's VMMs are
+ * stopped. */
 void api_free(struct api *a);
 
 #endif

@@ -1,8 +1,9 @@
 # api/: the control-plane daemons, static musl binaries:
 #   build/cube-api    the E2B REST API (:3000): auth, sandboxes, templates, TTL (api/main_api.c)
-#   build/cube-proxy  the sandbox proxy (:80, later :443): E2B routing to the agent over vsock
+#   build/cube-proxy  the sandbox proxy (:80, TLS :443): E2B routing to the agent over vsock
 #                     (api/main_proxy.c)
-# Every api/*.c other than the main_*.c files links into both daemons, the unit tests
+#   build/cube-dns    the DNS responder (:53) for <domain> and *.<domain> (api/main_dns.c)
+# Every api/*.c other than the main_*.c files goes into the daemons (build/libapi.a), the unit tests
 # (api/tests/test_*.c, ASan/UBSan, glibc) and the fuzzers (api/fuzz/fuzz_*.c).
 API_SRCS     := $(wildcard api/*.c)
 API_MAINS    := $(wildcard api/main_*.c)
@@ -15,8 +16,19 @@ all: $(API_BINS)
 
 $(API_SRCS:%.c=$(BUILD)/%.o): $(API_HDRS)
 
-$(BUILD)/cube-%: $(BUILD)/api/main_%.o $(API_LIB_OBJS) $(BUILD)/libcube.a
-	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+# The daemons link api/ as an archive, so each takes only the objects it uses
+# (cube-dns needs no TLS, cube-api no proxy_tls.o). mbedtls (proxy_tls.c): the
+# daemons link thirdparty's static musl build, the tests and fuzzers Debian's
+# libmbedtls-dev (same 2.28 release; see cubeos/cubeos.mk).
+API_HOST_TLS_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto
+$(BUILD)/api/proxy_tls.o: CFLAGS += $(MBEDTLS_CFLAGS)
+$(BUILD)/api/proxy_tls.o: | $(CUBEOS_MBEDTLS_STAMP)
+
+$(BUILD)/libapi.a: $(API_LIB_OBJS)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/cube-%: $(BUILD)/api/main_%.o $(BUILD)/libapi.a $(BUILD)/libcube.a | $(CUBEOS_MBEDTLS_STAMP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MBEDTLS_LDLIBS) -lpthread
 
 UNIT_TESTS += $(patsubst api/tests/%.c,$(BUILD)/san/api/%,$(wildcard api/tests/test_*.c))
 FUZZERS    += $(patsubst api/fuzz/%.c,$(BUILD)/fuzz/api/%,$(wildcard api/fuzz/fuzz_*.c))
@@ -24,11 +36,11 @@ FUZZERS    += $(patsubst api/fuzz/%.c,$(BUILD)/fuzz/api/%,$(wildcard api/fuzz/fu
 $(BUILD)/san/api/test_%: api/tests/test_%.c $(LIB_SRCS) $(API_LIB_SRCS) $(API_HDRS) $(wildcard lib/*.h api/tests/*.h) \
                          lib/tests/test.h
 	@mkdir -p $(dir $@)
-	$(HOSTCC) $(SAN_FLAGS) -o $@ $< $(LIB_SRCS) $(API_LIB_SRCS) -lpthread
+	$(HOSTCC) $(SAN_FLAGS) -o $@ $< $(LIB_SRCS) $(API_LIB_SRCS) $(API_HOST_TLS_LIBS) -lpthread
 
 $(BUILD)/fuzz/api/fuzz_%: api/fuzz/fuzz_%.c $(LIB_SRCS) $(API_LIB_SRCS) $(API_HDRS) $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
-	$(HOSTCC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(API_LIB_SRCS) -lpthread
+	$(HOSTCC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(API_LIB_SRCS) $(API_HOST_TLS_LIBS) -lpthread
 
 # api-vmtool: api/vm.c from the command line (nested tests: qemu-tests/l1/tests/20-api-vm.sh).
 # It links vm.o alone, so it builds whatever state the rest of api/ is in.

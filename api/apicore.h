@@ -7,6 +7,7 @@
  *   sandbox_restore.c reload of the registry at start
  *   ttl.c             the expiry reaper
  *   templates.c       templates: listing, lookup, the base build
+ *   pool.c            the warm pool of paused VMMs (pool.h)
  */
 #ifndef CUBE_API_APICORE_H
 #define CUBE_API_APICORE_H
@@ -15,6 +16,7 @@
 #include "../lib/http.h"
 #include "api.h"
 #include "auth.h"
+#include "pool.h"
 #include "registry.h"
 #include "worker.h"
 
@@ -37,6 +39,7 @@ struct api {
 	struct sandbox_entry *sandboxes;
 	struct loop_timer ttl_timer;
 	bool base_building;
+	struct warm_pool *warm;
 };
 
 /* --- api.c ---------------------------------------------------------------- */

@@ -2,14 +2,12 @@
 #include "auth.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "../lib/buf.h"
+#include "../lib/fileio.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/sha256.h"
@@ -36,30 +34,6 @@ void auth_free(struct auth *a)
 	memset(a, 0, sizeof *a);
 }
 
-static char *read_keys_file(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	struct buf b = BUF_INIT;
-	ssize_t n;
-	while ((n = read(fd, buf_reserve(&b, 4096), 4096)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || b.len + (size_t)n > APIKEYS_MAX_BYTES) {
-			close(fd);
-			buf_free(&b);
-			return NULL;
-		}
-		buf_commit(&b, (size_t)n);
-	}
-	close(fd);
-	*len = b.len;
-	if (!b.data)
-		buf_puts(&b, "");
-	return buf_steal(&b);
-}
-
 static bool is_hex64(const char *s)
 {
 	if (!s || strlen(s) != 64)
@@ -76,7 +50,7 @@ static void reload(struct auth *a)
 {
 	drop_hashes(a);
 	size_t len = 0;
-	char *text = read_keys_file(a->path, &len);
+	char *text = file_read_all(a->path, APIKEYS_MAX_BYTES, &len);
 	if (!text) {
 		if (errno != ENOENT)
 			log_error("auth.load", "cannot read %s: %s", a->path, strerror(errno));

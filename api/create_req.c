@@ -83,7 +83,10 @@ static int parse_members(const struct json *obj, int64_t max_timeout_s, struct c
 	    json_member_range(obj, "timeout", 0, max_timeout_s, &r->timeout_s, err, errsz) < 0 ||
 	    kvs_from_json(&r->metadata, json_get(obj, "metadata"), "metadata", err, errsz) < 0 ||
 	    kvs_from_json(&r->env_vars, json_get(obj, "envVars"), "envVars", err, errsz) < 0 ||
-	    get_bool(obj, "secure", false, &r->secure, err, errsz) < 0 ||
+	    /* Absent means secure: the current SDKs (Python 2.63, JS 2.51) no
+	     * longer send the flag because E2B secures every sandbox, and an
+	     * unsecured one is open to anyone who learns its id. */
+	    get_bool(obj, "secure", true, &r->secure, err, errsz) < 0 ||
 	    get_bool(obj, "allow_internet_access", true, &r->allow_internet_access, err, errsz) < 0 ||
 	    get_bool(obj, "autoPause", false, &r->auto_pause, err, errsz) < 0)
 		return -1;

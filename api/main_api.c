@@ -2,7 +2,7 @@
  * main_api.c - cube-api: the E2B REST control plane (see api/api.h).
  *
  *   cube-api [--state DIR] [--run DIR] [--listen ADDR:PORT] [--domain D]
- *            [--vmm PATH] [--debug]
+ *            [--vmm PATH] [--pool-size N] [--debug]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 #include "../lib/log.h"
 #include "../lib/loop.h"
 #include "api.h"
+#include "daemon_opts.h"
 #include "vm.h"
 
 static const struct vm_ops real_vm_ops = {
@@ -23,6 +24,8 @@ static const struct vm_ops real_vm_ops = {
     .pause = vm_pause,
     .resume = vm_resume,
     .alive = vm_alive,
+    .prestart = vm_prestart,
+    .claim = vm_claim,
     .template_build = template_build,
 };
 
@@ -30,98 +33,78 @@ struct options {
 	struct api_config cfg;
 	char listen_addr[256];
 	int port;
-	char domain[256];
+	char *domain_file; /* DIR/config/domain's, when --domain is not given */
 };
 
 static void usage(FILE *f)
 {
-	fputs("usage: cube-api [--state DIR] [--run DIR] [--listen ADDR:PORT] [--domain D] [--vmm PATH] [--debug]\n"
-	      "  --state DIR        persistent state (default /var/lib/cubeos)\n"
-	      "  --run DIR          runtime sockets (default /run/cubeos)\n"
-	      "  --listen ADDR:PORT default 0.0.0.0:3000\n"
-	      "  --domain D         default: DIR/config/domain, else cubeos.local\n"
-	      "  --vmm PATH         cube-vmm binary (default /usr/bin/cube-vmm)\n",
-	      f);
+	fputs(
+	    "usage: cube-api [--state DIR] [--run DIR] [--listen ADDR:PORT] [--domain D] [--vmm PATH] [--pool-size N]\n"
+	    "                [--debug]\n"
+	    "  --state DIR        persistent state (default /var/lib/cubeos)\n"
+	    "  --run DIR          runtime sockets (default /run/cubeos)\n"
+	    "  --listen ADDR:PORT default 0.0.0.0:3000\n"
+	    "  --domain D         default: DIR/config/domain, else cubeos.local\n"
+	    "  --vmm PATH         cube-vmm binary (default /usr/bin/cube-vmm)\n"
+	    "  --pool-size N      paused VMMs kept warm per template (default 2, 0: none);\n"
+	    "                     DIR/config/pool.json {\"<template>\": N, \"*\": N} overrides it\n",
+	    f);
 }
 
-/* "ADDR:PORT" or "[v6]:PORT" or ":PORT". */
-static int parse_listen(const char *s, struct options *o)
+/* cube-api's own options. */
+enum { OPT_VMM = 'v', OPT_POOL_SIZE = 'p' };
+
+static int on_extra_option(int val, const char *arg, void *ctx)
 {
-	const char *colon = strrchr(s, ':');
-	if (!colon)
+	struct api_config *cfg = ctx;
+	if (val == OPT_VMM) {
+		cfg->vmm_path = arg;
+		return 0;
+	}
+	if (val != OPT_POOL_SIZE)
 		return -1;
 	char *end;
-	long port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535)
+	long n = strtol(arg, &end, 10);
+	if (*end || end == arg || n < 0 || n > 64) {
+		fprintf(stderr, "cube-api: --pool-size wants 0..64, got \"%s\"\n", arg);
 		return -1;
-	size_t n = (size_t)(colon - s);
-	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
-		s++;
-		n -= 2;
 	}
-	if (n >= sizeof o->listen_addr)
-		return -1;
-	memcpy(o->listen_addr, s, n);
-	o->listen_addr[n] = '\0';
-	o->port = (int)port;
+	cfg->pool_size = (int)n;
 	return 0;
-}
-
-/* The domain the admin console set, first line of DIR/config/domain. */
-static void read_domain_file(struct options *o)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/config/domain", o->cfg.state_dir);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return;
-	if (fgets(o->domain, sizeof o->domain, f))
-		o->domain[strcspn(o->domain, "\r\n \t")] = '\0';
-	fclose(f);
-	if (o->domain[0])
-		o->cfg.domain = o->domain;
 }
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-	o->cfg.state_dir = "/var/lib/cubeos";
-	o->cfg.run_dir = "/run/cubeos";
-	snprintf(o->listen_addr, sizeof o->listen_addr, "0.0.0.0");
-	o->port = 3000;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			usage(stdout);
-			exit(0);
-		} else if (strcmp(a, "--debug") == 0) {
-			log_set_level(LOG_DEBUG);
-			continue;
-		}
-		if (!v) {
-			fprintf(stderr, "cube-api: %s needs a value (or is unknown)\n", a);
-			return -1;
-		}
-		i++;
-		if (strcmp(a, "--state") == 0)
-			o->cfg.state_dir = v;
-		else if (strcmp(a, "--run") == 0)
-			o->cfg.run_dir = v;
-		else if (strcmp(a, "--domain") == 0)
-			o->cfg.domain = v;
-		else if (strcmp(a, "--vmm") == 0)
-			o->cfg.vmm_path = v;
-		else if (strcmp(a, "--listen") == 0) {
-			if (parse_listen(v, o) < 0) {
-				fprintf(stderr, "cube-api: --listen wants ADDR:PORT, got \"%s\"\n", v);
-				return -1;
-			}
-		} else {
-			fprintf(stderr, "cube-api: unknown option %s\n", a);
-			return -1;
-		}
+	static const struct option extra[] = {
+	    {"vmm", required_argument, NULL, OPT_VMM},
+	    {"pool-size", required_argument, NULL, OPT_POOL_SIZE},
+	    {NULL, 0, NULL, 0},
+	};
+	struct daemon_opts d = {
+	    .name = "cube-api",
+	    .with = DAEMON_OPT_RUN | DAEMON_OPT_DEBUG,
+	    .usage = usage,
+	    .extra = extra,
+	    .on_extra = on_extra_option,
+	    .ctx = &o->cfg,
+	    .state_dir = "/var/lib/cubeos",
+	    .run_dir = "/run/cubeos",
+	    .listen = "0.0.0.0:3000",
+	};
+	o->cfg.pool_size = 2;
+	if (daemon_opts_parse(&d, argc, argv) < 0)
+		return -1;
+	if (d.debug)
+		log_set_level(LOG_DEBUG);
+	if (daemon_split_listen(d.listen, o->listen_addr, sizeof o->listen_addr, &o->port) < 0) {
+		fprintf(stderr, "cube-api: --listen wants ADDR:PORT, got \"%s\"\n", d.listen);
+		return -1;
 	}
+	o->cfg.state_dir = d.state_dir;
+	o->cfg.run_dir = d.run_dir;
+	o->cfg.domain = d.domain;
 	if (!o->cfg.domain)
-		read_domain_file(o);
+		o->cfg.domain = o->domain_file = daemon_domain_file(d.state_dir);
 	return 0;
 }
 
@@ -136,10 +119,8 @@ int main(int argc, char **argv)
 	struct options o;
 	memset(&o, 0, sizeof o);
 	log_set_component("api");
-	if (parse_args(argc, argv, &o) < 0) {
-		usage(stderr);
+	if (parse_args(argc, argv, &o) < 0)
 		return 2;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	struct loop *l = loop_new();
 	if (!l) {
@@ -164,5 +145,6 @@ int main(int argc, char **argv)
 	int rc = loop_run(l);
 	api_free(a);
 	loop_free(l);
+	free(o.domain_file);
 	return rc < 0 ? 1 : 0;
 }

@@ -1,13 +1,16 @@
 /*
  * main_proxy.c - cube-proxy: the sandbox proxy daemon (api/proxy.h).
  *
- *   cube-proxy [--state DIR] [--run DIR] [--listen ADDR:PORT] [--domain D]
+ *   cube-proxy [--state DIR] [--run DIR] [--listen ADDR:PORT] [--tls-listen ADDR:PORT|off]
+ *              [--domain D]
  *
- * Plain HTTP on --listen (default 0.0.0.0:80). The domain is --domain, else
- * the first line of DIR/config/domain, else "cubeos.local".
+ * Plain HTTP on --listen (default 0.0.0.0:80), TLS on --tls-listen (default
+ * 0.0.0.0:443) with DIR/config/server.crt + server.key (api/proxy_tls.h:
+ * reloaded when they change, or on SIGHUP; until they exist TLS connections
+ * are dropped). The domain is --domain, else the first line of
+ * DIR/config/domain, else "cubeos.local".
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,93 +18,89 @@
 
 #include "../lib/log.h"
 #include "../lib/loop.h"
+#include "daemon_opts.h"
 #include "proxy.h"
+#include "proxy_tls.h"
 
+/* cube-proxy's command line: the shared options, then its own. */
 struct options {
-	const char *state_dir;
-	const char *run_dir;
-	const char *listen;
-	const char *domain;
+	struct daemon_opts d;
+	const char *tls_listen; /* "off": none */
 };
 
 static void usage(FILE *f)
 {
-	fputs("usage: cube-proxy [--state DIR] [--run DIR] [--listen ADDR:PORT] [--domain D]\n"
+	fputs("usage: cube-proxy [--state DIR] [--run DIR] [--listen ADDR:PORT] [--tls-listen ADDR:PORT|off]\n"
+	      "                  [--domain D]\n"
 	      "  --state DIR        persistent state (default /var/lib/cubeos): the sandbox registry\n"
 	      "  --run DIR          runtime directory (default /run/cubeos)\n"
 	      "  --listen ADDR:PORT plain HTTP listener (default 0.0.0.0:80)\n"
+	      "  --tls-listen ADDR:PORT|off  TLS listener (default 0.0.0.0:443), certificate and key\n"
+	      "                     DIR/config/server.crt and server.key (reloaded when they change)\n"
 	      "  --domain D         sandbox host names are <port>-<id>.D (default: DIR/config/domain,\n"
 	      "                     else cubeos.local)\n",
 	      f);
 }
 
+#define OPT_TLS_LISTEN 't'
+
+/* --tls-listen, the one option of cube-proxy alone. */
+static int on_extra_option(int val, const char *arg, void *ctx)
+{
+	if (val != OPT_TLS_LISTEN)
+		return -1;
+	((struct options *)ctx)->tls_listen = arg;
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	static const struct option longopts[] = {
-	    {"state", required_argument, NULL, 's'},  {"run", required_argument, NULL, 'r'},
-	    {"listen", required_argument, NULL, 'l'}, {"domain", required_argument, NULL, 'd'},
-	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
+	static const struct option extra[] = {
+	    {"tls-listen", required_argument, NULL, OPT_TLS_LISTEN},
+	    {NULL, 0, NULL, 0},
 	};
-	*o = (struct options){"/var/lib/cubeos", "/run/cubeos", "0.0.0.0:80", NULL};
-	int ch;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 's': o->state_dir = optarg; break;
-		case 'r': o->run_dir = optarg; break;
-		case 'l': o->listen = optarg; break;
-		case 'd': o->domain = optarg; break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return -1;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "cube-proxy: unexpected argument '%s'\n", argv[optind]);
-		return -1;
-	}
-	return 0;
+	*o = (struct options){
+	    .d =
+		{
+		    .name = "cube-proxy",
+		    .with = DAEMON_OPT_RUN,
+		    .usage = usage,
+		    .extra = extra,
+		    .on_extra = on_extra_option,
+		    .ctx = o,
+		    .state_dir = "/var/lib/cubeos",
+		    .run_dir = "/run/cubeos",
+		    .listen = "0.0.0.0:80",
+		},
+	    .tls_listen = "0.0.0.0:443",
+	};
+	return daemon_opts_parse(&o->d, argc, argv);
 }
 
-/* "ADDR:PORT", "[V6]:PORT" or ":PORT" into addr (may become "") and port. */
-static int split_listen(const char *s, char *addr, size_t addrsz, int *port)
+static void on_reload_signal(void *arg, int signo)
 {
-	const char *colon = strrchr(s, ':');
-	if (!colon)
-		return -1;
-	const char *a = s;
-	size_t al = (size_t)(colon - s);
-	if (al >= 2 && a[0] == '[' && a[al - 1] == ']') {
-		a++;
-		al -= 2;
-	}
-	if (al >= addrsz)
-		return -1;
-	memcpy(addr, a, al);
-	addr[al] = '\0';
-	char *end;
-	long p = strtol(colon + 1, &end, 10);
-	if (!colon[1] || *end || p < 1 || p > 65535)
-		return -1;
-	*port = (int)p;
-	return 0;
+	(void)signo;
+	log_info("proxy.reload", "SIGHUP: reloading the TLS certificate");
+	proxy_tls_reload(arg, true);
 }
 
-/* The first line of DIR/config/domain, or NULL. */
-static char *read_domain_file(const char *state_dir)
+/* The TLS listener, its credentials from DIR/config/server.{crt,key}. */
+static struct proxy_tls *start_tls(struct proxy *px, const struct options *o)
 {
-	char path[4096];
-	snprintf(path, sizeof path, "%s/config/domain", state_dir);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return NULL;
-	char line[256];
-	char *d = NULL;
-	if (fgets(line, sizeof line, f)) {
-		line[strcspn(line, " \t\r\n")] = '\0';
-		if (line[0])
-			d = strdup(line);
+	char addr[128], cert[4096], key[4096];
+	int port;
+	if (daemon_split_listen(o->tls_listen, addr, sizeof addr, &port) < 0) {
+		fprintf(stderr, "cube-proxy: --tls-listen wants ADDR:PORT or off, got '%s'\n", o->tls_listen);
+		exit(2);
 	}
-	fclose(f);
-	return d;
+	snprintf(cert, sizeof cert, "%s/config/server.crt", o->d.state_dir);
+	snprintf(key, sizeof key, "%s/config/server.key", o->d.state_dir);
+	struct proxy_tls *tls = proxy_tls_new(cert, key);
+	if (!tls || proxy_listen_tcp(px, addr, port, proxy_tls_wrap, tls) < 0) {
+		log_error("proxy.start", "cannot listen on %s: %s", o->tls_listen, strerror(errno));
+		exit(1);
+	}
+	return tls;
 }
 
 static void on_stop_signal(void *arg, int signo)
@@ -118,12 +117,12 @@ int main(int argc, char **argv)
 	log_set_component("proxy");
 	signal(SIGPIPE, SIG_IGN);
 
-	char *domain_file = o.domain ? NULL : read_domain_file(o.state_dir);
-	const char *domain = o.domain ? o.domain : domain_file ? domain_file : "cubeos.local";
+	char *domain_file = o.d.domain ? NULL : daemon_domain_file(o.d.state_dir);
+	const char *domain = o.d.domain ? o.d.domain : domain_file ? domain_file : "cubeos.local";
 	char addr[128];
 	int port;
-	if (split_listen(o.listen, addr, sizeof addr, &port) < 0) {
-		fprintf(stderr, "cube-proxy: --listen wants ADDR:PORT, got '%s'\n", o.listen);
+	if (daemon_split_listen(o.d.listen, addr, sizeof addr, &port) < 0) {
+		fprintf(stderr, "cube-proxy: --listen wants ADDR:PORT, got '%s'\n", o.d.listen);
 		return 2;
 	}
 
@@ -132,17 +131,22 @@ int main(int argc, char **argv)
 		log_error("proxy.start", "cannot create the event loop: %s", strerror(errno));
 		return 1;
 	}
-	struct proxy_config cfg = {.state_dir = o.state_dir, .domain = domain};
+	struct proxy_config cfg = {.state_dir = o.d.state_dir, .domain = domain};
 	struct proxy *px = proxy_new(l, &cfg);
 	if (!px || proxy_listen_tcp(px, addr, port, NULL, NULL) < 0) {
-		log_error("proxy.start", "cannot listen on %s: %s", o.listen, strerror(errno));
+		log_error("proxy.start", "cannot listen on %s: %s", o.d.listen, strerror(errno));
 		return 1;
 	}
+	struct proxy_tls *tls = strcmp(o.tls_listen, "off") ? start_tls(px, &o) : NULL;
+	if (tls)
+		loop_on_signal(l, SIGHUP, on_reload_signal, tls);
 	loop_on_signal(l, SIGTERM, on_stop_signal, l);
 	loop_on_signal(l, SIGINT, on_stop_signal, l);
-	log_info("proxy.start", "listening on %s, domain %s, state %s", o.listen, domain, o.state_dir);
+	log_info("proxy.start", "listening on %s, TLS on %s, domain %s, state %s", o.d.listen, o.tls_listen, domain,
+		 o.d.state_dir);
 	int rc = loop_run(l);
 	proxy_free(px);
+	proxy_tls_free(tls);
 	loop_free(l);
 	free(domain_file);
 	return rc < 0 ? 1 : 0;

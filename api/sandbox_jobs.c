@@ -25,6 +25,7 @@ struct sandbox_job {
 	struct sandbox rec; /* the copy the thread works on */
 	char sandbox_dir[4096], run_dir[4096], template_dir[4096];
 	int rc;
+	bool warm; /* started from a VMM of the warm pool */
 	char err[512];
 };
 
@@ -84,13 +85,41 @@ static void save_or_fail(struct sandbox_job *j)
 	}
 }
 
+/* pool_take left the pool's VMM in vmm_pid: claim it, and if that fails
+ * start cold after all (the pool VMM is gone then, and so are its files). */
+static pid_t start_vmm(struct sandbox_job *j, const struct vm_spec *spec)
+{
+	pid_t warm = j->rec.vmm_pid;
+	j->rec.vmm_pid = 0;
+	if (warm > 0 && pool_claim(j->api, warm, spec, j->err, sizeof j->err) == 0) {
+		j->warm = true;
+		return warm;
+	}
+	j->err[0] = '\0';
+	pid_t pid = j->api->ops.start(spec, j->err, sizeof j->err);
+	if (pid > 0)
+		return pid;
+	/* A restore of a good snapshot that fails (its guest did not come up)
+	 * says more about that moment on the host than about the snapshot:
+	 * one more try, on a fresh VMM, before the client gets a 500. A failed
+	 * start has removed its run dir, so it is made again. */
+	log_warn("sandbox.start", "sandbox=%s start failed, trying once more: %s", j->rec.id, j->err);
+	if (registry_mkdir_p(j->sandbox_dir) < 0 || registry_mkdir_p(j->run_dir) < 0)
+		return -1;
+	j->err[0] = '\0';
+	return j->api->ops.start(spec, j->err, sizeof j->err);
+}
+
 static void run_start(struct sandbox_job *j, const struct vm_spec *spec)
 {
+	bool from_pool = j->rec.vmm_pid > 0;
 	if (registry_mkdir_p(j->sandbox_dir) < 0 || registry_mkdir_p(j->run_dir) < 0) {
 		snprintf(j->err, sizeof j->err, "cannot create the sandbox directories: %s", strerror(errno));
 		j->rc = -1;
+		if (from_pool) /* not ours to keep: the pool's VMM must not run on unseen */
+			j->api->ops.stop(j->rec.vmm_pid, spec, j->api->cfg.stop_timeout_ms);
 	} else {
-		pid_t pid = j->api->ops.start(spec, j->err, sizeof j->err);
+		pid_t pid = start_vmm(j, spec);
 		j->rc = pid > 0 ? 0 : -1;
 		if (pid > 0) {
 			j->rec.vmm_pid = pid;
@@ -101,6 +130,8 @@ static void run_start(struct sandbox_job *j, const struct vm_spec *spec)
 	}
 	if (j->rc < 0)
 		forget_on_disk(j);
+	if (from_pool) /* a sandbox now (record written) or gone: no longer the pool's */
+		pool_forget(j->api, j->rec.id);
 }
 
 static void run_pause(struct sandbox_job *j, const struct vm_spec *spec)
@@ -186,7 +217,8 @@ static void done_start(struct sandbox_job *j)
 		sandbox_unlink(j->api, j->entry);
 		return;
 	}
-	log_info("sandbox.start", "sandbox=%s template=%s pid=%d", j->rec.id, j->rec.template_id, (int)j->rec.vmm_pid);
+	log_info("sandbox.start", "sandbox=%s template=%s pid=%d from=%s", j->rec.id, j->rec.template_id,
+		 (int)j->rec.vmm_pid, j->warm ? "pool" : "cold");
 	install_record(j);
 	answer_sandbox(j, 201, true);
 }

@@ -9,6 +9,7 @@
 #include "../lib/log.h"
 #include "apicore.h"
 #include "create_req.h"
+#include "metrics.h"
 
 #define LIST_DEFAULT_LIMIT 100
 #define LIST_MAX_LIMIT	   100
@@ -221,10 +222,11 @@ static void create_sandbox(struct api *a, struct http_conn *c, struct http_req *
 		if (!e)
 			abort();
 		fill_record(a, &e->rec, &r, &t);
+		pool_take(a->warm, &e->rec); /* a warm VMM: its id and pid, claimed by the start job */
 		e->next = a->sandboxes;
 		a->sandboxes = e;
-		log_info("sandbox.create", "sandbox=%s template=%s timeout=%llds secure=%d", e->rec.id, t.id,
-			 (long long)r.timeout_s, r.secure);
+		log_info("sandbox.create", "sandbox=%s template=%s timeout=%llds secure=%d from=%s", e->rec.id, t.id,
+			 (long long)r.timeout_s, r.secure, e->rec.vmm_pid > 0 ? "pool" : "cold");
 		sandbox_job_submit(a, e, JOB_START, c, 0, 0);
 	}
 	template_info_clear(&t);
@@ -354,7 +356,10 @@ static bool after_token(const struct list_query *lq, const struct sandbox *rec)
 
 static bool matches(const struct list_query *lq, const struct sandbox_entry *e)
 {
-	if (is_busy(e, "starting"))
+	/* Not listed: a sandbox that does not exist yet, and one being killed
+	 * (its TTL expired or a DELETE is under way): its sockets are gone and
+	 * a client that saw it expire must not find it listed as running. */
+	if (is_busy(e, "starting") || is_busy(e, "stopping"))
 		return false;
 	bool state_ok = e->rec.state == SANDBOX_RUNNING ? lq->want_running : lq->want_paused;
 	return state_ok && kvs_contains(&e->rec.metadata, &lq->metadata) && after_token(lq, &e->rec);
@@ -522,7 +527,7 @@ static void sandbox_action(struct api *a, struct http_conn *c, struct http_req *
 	else if (post && strcmp(action, "resume") == 0)
 		connect_sandbox(a, c, req, e, true);
 	else if (get && strcmp(action, "metrics") == 0)
-		http_respond(c, 200, "application/json", "[]", 2);
+		sandbox_metrics(a, c, e); /* metrics.c: a sample from the VMM, on a worker */
 	else if (get && strcmp(action, "logs") == 0)
 		http_respond(c, 200, "application/json", "{\"logs\":[],\"logEntries\":[]}", 27);
 	else

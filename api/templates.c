@@ -3,7 +3,6 @@
  * the base template at first start. */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,31 +32,6 @@ static char *dup_or(const char *s, const char *def)
 	return s ? strdup(s) : (def ? strdup(def) : NULL);
 }
 
-static char *read_text(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	struct buf b = BUF_INIT;
-	ssize_t n;
-	while ((n = read(fd, buf_reserve(&b, 8192), 8192)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || b.len + (size_t)n > TEMPLATE_JSON_MAX) {
-			close(fd);
-			buf_free(&b);
-			errno = n < 0 ? errno : EFBIG;
-			return NULL;
-		}
-		buf_commit(&b, (size_t)n);
-	}
-	close(fd);
-	*len = b.len;
-	if (!b.data)
-		buf_puts(&b, "");
-	return buf_steal(&b);
-}
-
 /* Reads DIR/templates/<dirname>/template.json into t. */
 static int template_load(struct api *a, const char *dirname, struct template_info *t)
 {
@@ -66,7 +40,7 @@ static int template_load(struct api *a, const char *dirname, struct template_inf
 	template_dir(a, dirname, path, sizeof path);
 	strncat(path, "/template.json", sizeof path - strlen(path) - 1);
 	size_t len;
-	char *text = read_text(path, &len);
+	char *text = file_read_all(path, TEMPLATE_JSON_MAX, &len);
 	if (!text)
 		return -1;
 	struct json *j = json_parse(text, len, NULL, 0);

@@ -42,11 +42,14 @@
 extern char **environ;
 
 /* Paths here are short (state and run dirs, ids of 20 characters); a
- * bounded size keeps the frames small on worker threads' stacks. */
+ * bounded size keeps the frames small on worker threads' stacks.
+ * A restore answers in under a second, but on a host starved of CPU (many
+ * starts at once, nested under emulation) a restored guest can wait seconds
+ * before it runs at all: RESTORE_AGENT_MS is generous. */
 #define VM_PATH_MAX	      1024
 #define AGENT_PORT	      49983
 #define DEFAULT_VMM	      "/usr/bin/cube-vmm"
-#define RESTORE_AGENT_MS      10000  /* a restore answers in well under a second, even nested */
+#define RESTORE_AGENT_MS      30000
 #define BOOT_AGENT_MS	      300000 /* a cold boot nested under emulation takes many seconds */
 #define SETTLE_MS	      1000   /* boot-time work in the guest dies down before the snapshot */
 #define CONTROL_MS	      5000   /* ping, pause, resume, shutdown */
@@ -716,6 +719,109 @@ pid_t vm_resume(const struct vm_spec *s, char *err, size_t errsz)
 	if (pid > 0 && remove_flat_dir(p.paused) < 0)
 		log_warn("vm.resume", "sandbox=%s: cannot remove %s: %s", s->id, p.paused, strerror(errno));
 	return pid;
+}
+
+/* --- the warm pool ------------------------------------------------------------------ */
+
+/* Polls the control socket until it answers, the VMM dies or the time is up. */
+static int wait_control(pid_t pid, const struct vm_paths *p, int timeout_ms, char *err, size_t errsz)
+{
+	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
+	int st = 0;
+	char why[256] = "";
+	for (;;) {
+		if (process_ended(pid, &st)) {
+			char how[64], msg[300];
+			describe_exit(st, how, sizeof how);
+			last_vmm_message(p->log, msg, sizeof msg);
+			seterr(err, errsz, "cube-vmm %s before its control socket answered: %s", how,
+			       msg[0] ? msg : "(no log)");
+			return -1;
+		}
+		if (control_op(p->control, "ping", CONTROL_MS, why, sizeof why) == 0)
+			return 0;
+		if (mono_ms() >= deadline)
+			break;
+		sleep_ms(20);
+	}
+	seterr(err, errsz, "the control socket did not answer within %d ms (%s)", timeout_ms, why);
+	return -1;
+}
+
+/* Undoes a pool VMM that cannot be used: killed, sockets, logs and layer gone. */
+static void discard_vmm(pid_t pid, const struct vm_spec *s, const struct vm_paths *p)
+{
+	kill_and_reap(pid);
+	clean_run_dir(s->run_dir, true);
+	unlink(p->layer);
+}
+
+pid_t vm_prestart(const struct vm_spec *s, char *err, size_t errsz)
+{
+	struct vm_paths p;
+	char snap[VM_PATH_MAX], state[VM_PATH_MAX], why[512];
+	uint64_t t0 = mono_ms();
+	if (make_paths(s, &p, err, errsz) < 0)
+		return -1;
+	if (!s->template_dir || path_join(snap, s->template_dir, TEMPLATE_SNAP_NAME) ||
+	    path_join(state, snap, "state") || access(state, R_OK) < 0) {
+		seterr(err, errsz, "sandbox=%s: no template snapshot in %s", s->id,
+		       s->template_dir ? s->template_dir : "(none)");
+		return -1;
+	}
+	if (mkdir_p(s->run_dir, 0700) < 0 || mkdir_p(s->sandbox_dir, 0700) < 0) {
+		seterr(err, errsz, "sandbox=%s: cannot make %s or %s: %s", s->id, s->run_dir, s->sandbox_dir,
+		       strerror(errno));
+		return -1;
+	}
+	clean_run_dir(s->run_dir, false);
+	unlink(p.layer);
+	char vmm[VM_PATH_MAX], layer_arg[VM_PATH_MAX + 8];
+	resolve_vmm(s->vmm_path, vmm, sizeof vmm);
+	snprintf(layer_arg, sizeof layer_arg, "0=%s", p.layer);
+	/* --paused: the vCPUs never run until vm_claim, so a waiting VMM costs
+	 * no CPU and its guest does not see time pass. */
+	char *const argv[] = {vmm,	     "restore",	    "--snapshot", snap,	     "--disk-layer", layer_arg,
+			      "--vsock-uds", p.vsock,	    "--control",  p.control, "--serial",     p.console,
+			      "--id",	     (char *)s->id, "--paused",	  NULL};
+	pid_t pid = spawn_session(argv, p.log, why, sizeof why);
+	if (pid > 0 && wait_control(pid, &p, RESTORE_AGENT_MS, why, sizeof why) == 0) {
+		log_info("vm.prestart", "sandbox=%s pid=%d from %s, paused, ready in %llu ms", s->id, (int)pid, snap,
+			 (unsigned long long)(mono_ms() - t0));
+		return pid;
+	}
+	discard_vmm(pid, s, &p);
+	seterr(err, errsz, "sandbox=%s: %s", s->id, why);
+	log_error("vm.prestart", "sandbox=%s: restore of %s failed: %s", s->id, snap, why);
+	return -1;
+}
+
+int vm_claim(pid_t pid, const struct vm_spec *s, char *err, size_t errsz)
+{
+	struct vm_paths p;
+	char why[512] = "";
+	uint64_t t0 = mono_ms();
+	if (make_paths(s, &p, err, errsz) < 0)
+		return -1;
+	if (pid <= 0 || process_ended(pid, NULL) || !is_vmm_of(pid, p.control)) {
+		/* Nothing of ours to kill: only its files go. */
+		clean_run_dir(s->run_dir, true);
+		unlink(p.layer);
+		seterr(err, errsz, "sandbox=%s: pid %d is not its waiting VMM (it ended)", s->id, (int)pid);
+		return -1;
+	}
+	if (control_op(p.control, "resume", CONTROL_MS, why, sizeof why) == 0 &&
+	    wait_agent(pid, &p, RESTORE_AGENT_MS, why, sizeof why) == 0 &&
+	    post_init(&p, s->init_json, why, sizeof why) == 0) {
+		log_info("vm.claim", "sandbox=%s pid=%d resumed, agent has its identity in %llu ms", s->id, (int)pid,
+			 (unsigned long long)(mono_ms() - t0));
+		return 0;
+	}
+	append_vmm_message(p.log, why, sizeof why);
+	discard_vmm(pid, s, &p);
+	seterr(err, errsz, "sandbox=%s: %s", s->id, why);
+	log_error("vm.claim", "%s", err);
+	return -1;
 }
 
 bool vm_alive(pid_t pid, const struct vm_spec *s)

@@ -65,6 +65,23 @@ int vm_pause(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
  * it is kept, so the resume can be tried again. */
 pid_t vm_resume(const struct vm_spec *spec, char *err, size_t errsz);
 
+/* The warm pool's half of vm_start: restores <template_dir>/snap like
+ * vm_start, but the VMM comes up paused (cube-vmm restore --paused: no vCPU
+ * runs, no CPU is used) and gets no /init; returns once its control socket
+ * answers. spec->init_json is not used. On failure nothing is left running
+ * and run_dir and the layer are removed. The VMM's paths (sockets in
+ * run_dir, <sandbox_dir>/disk.layer) are fixed at this point: run_dir must
+ * already be the one the sandbox will have. */
+pid_t vm_prestart(const struct vm_spec *spec, char *err, size_t errsz);
+
+/* The other half: resumes a VMM from vm_prestart, waits for the agent and
+ * posts /init with spec->init_json. spec->sandbox_dir must now hold the
+ * layer the VMM writes (a rename of the file it was started with is fine:
+ * the VMM has it open). 0; or -1 with err set, and then the VMM is killed
+ * and its run_dir and layer removed, so the caller can start the sandbox
+ * cold with the same spec. */
+int vm_claim(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
+
 /* The process exists, is the VMM of this sandbox (its command line names
  * <run_dir>/control.sock) and its control socket answers a ping. */
 bool vm_alive(pid_t pid, const struct vm_spec *spec);

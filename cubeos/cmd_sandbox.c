@@ -12,13 +12,12 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../lib/buf.h"
+#include "../lib/fileio.h"
 #include "../lib/json.h"
 #include "shell.h"
 
@@ -32,35 +31,6 @@ struct record {
 	char name[256]; /* the directory's name: sandbox id or template name */
 	struct json *json;
 };
-
-/* Reads a whole small file; NULL with errno set (EFBIG if over RECORD_MAX). */
-static char *read_small(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	struct buf b = BUF_INIT;
-	for (;;) {
-		ssize_t n = read(fd, buf_reserve(&b, 8192), 8192);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n == 0)
-			break;
-		if (n < 0 || b.len + (size_t)n > RECORD_MAX) {
-			int e = n < 0 ? errno : EFBIG;
-			close(fd);
-			buf_free(&b);
-			errno = e;
-			return NULL;
-		}
-		buf_commit(&b, (size_t)n);
-	}
-	close(fd);
-	*len = b.len;
-	if (!b.data)
-		buf_puts(&b, "");
-	return buf_steal(&b);
-}
 
 static int by_name(const void *x, const void *y)
 {
@@ -95,7 +65,7 @@ static int load_records(struct shell *sh, const char *kind, const char *file, st
 		char path[4096 + 512];
 		snprintf(path, sizeof path, "%s/%s/%s", dir, e->d_name, file);
 		size_t len;
-		char *text = read_small(path, &len);
+		char *text = file_read_all(path, RECORD_MAX, &len);
 		if (!text) {
 			if (errno != ENOENT && errno != ENOTDIR)
 				shell_printf(sh, "warning: %s: %s\r\n", path, strerror(errno));

@@ -55,16 +55,6 @@ static void cmd_ca_issue(struct shell *sh, int argc, char **argv)
 		     CA_SERVER_VALIDITY_DAYS);
 }
 
-/* Killing goes through the api (it owns the VMMs and the registry), which
- * wants an API key: the console has none of its own. */
-static void cmd_sandbox_kill(struct shell *sh, int argc, char **argv)
-{
-	shell_printf(sh,
-		     "sandbox kill: not from the console yet; use the API: DELETE /sandboxes/%.64s with an "
-		     "API key (X-API-Key), e.g. Sandbox.kill() in an E2B SDK\r\n",
-		     argv[0]);
-}
-
 const char *power_action_name(enum power_action a)
 {
 	static const char *const names[] = {"none", "reboot", "halt", "poweroff"};

@@ -167,6 +167,28 @@ static void make_ca_if_missing(struct config *c, struct first_boot *fb)
 	fb->any |= made;
 }
 
+/* The proxy's TLS certificate for the domain (the "domain" file, else
+ * cubeos.local), issued when it is missing or the CA was just made (an old
+ * one would not verify against it). No IP addresses: the network is not up
+ * yet, and clients use host names; `ca issue DOMAIN IP...` adds them. Not
+ * fatal: the proxy serves plain HTTP and drops TLS until a pair exists. */
+static void make_server_cert_if_missing(struct config *c, bool ca_made)
+{
+	char crt[4096], key[4096];
+	snprintf(crt, sizeof crt, "%s/%s", c->dir, CA_SERVER_CERT_FILE);
+	snprintf(key, sizeof key, "%s/%s", c->dir, CA_SERVER_KEY_FILE);
+	if (!ca_made && access(crt, F_OK) == 0 && access(key, F_OK) == 0)
+		return;
+	char *domain = config_read(c, "domain", NULL);
+	if (domain)
+		domain[strcspn(domain, " \t\r\n")] = '\0';
+	const char *d = domain && domain[0] ? domain : "cubeos.local";
+	char err[256];
+	if (ca_issue_server_cert(c, d, NULL, 0, err, sizeof err) < 0)
+		log_error("ca.server_cert", "cannot issue the proxy's certificate for %s: %s", d, err);
+	free(domain);
+}
+
 int config_open(struct config *c, const char *dir, unsigned iterations, struct first_boot *fb)
 {
 	memset(fb, 0, sizeof *fb);
@@ -180,6 +202,7 @@ int config_open(struct config *c, const char *dir, unsigned iterations, struct f
 	    make_admin_key_if_missing(c, fb) < 0)
 		return -1;
 	make_ca_if_missing(c, fb);
+	make_server_cert_if_missing(c, fb->ca_fingerprint[0] != '\0');
 	return 0;
 }
 

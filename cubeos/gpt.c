@@ -14,30 +14,14 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "../lib/le.h"
+
 #define GPT_HEADER_SIZE 92
 #define GPT_REVISION	0x00010000u
 #define GPT_ALIGN	2048 /* 1 MiB in sectors: where every tool starts partitions */
 #define MBR_PART_OFFSET 446
 #define MBR_TYPE_GPT	0xee
 #define MIB_SECTORS	(1024 * 1024 / GPT_SECTOR)
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 uint32_t gpt_crc32(const void *data, size_t n)
 {
@@ -202,11 +186,11 @@ static void build_entries(const struct gpt_layout *l, uint8_t *array)
 		uint8_t *e = array + i * GPT_ENTRY_SIZE;
 		memcpy(e, p->type.b, 16);
 		memcpy(e + 16, p->guid.b, 16);
-		put64(e + 32, p->first_lba);
-		put64(e + 40, p->last_lba);
-		put64(e + 48, p->attributes);
+		put_le64(e + 32, p->first_lba);
+		put_le64(e + 40, p->last_lba);
+		put_le64(e + 48, p->attributes);
 		for (size_t c = 0; p->name[c] && c < GPT_NAME_MAX; c++)
-			put16(e + 56 + 2 * c, (uint8_t)p->name[c]); /* ASCII is UTF-16LE with a zero high byte */
+			put_le16(e + 56 + 2 * c, (uint8_t)p->name[c]); /* ASCII is UTF-16LE with a zero high byte */
 	}
 }
 
@@ -215,18 +199,18 @@ static void build_header(const struct gpt_layout *l, uint8_t *sector, uint64_t m
 {
 	memset(sector, 0, GPT_SECTOR);
 	memcpy(sector, "EFI PART", 8);
-	put32(sector + 8, GPT_REVISION);
-	put32(sector + 12, GPT_HEADER_SIZE);
-	put64(sector + 24, my_lba);
-	put64(sector + 32, other_lba);
-	put64(sector + 40, gpt_first_usable());
-	put64(sector + 48, gpt_last_usable(l->sectors));
+	put_le32(sector + 8, GPT_REVISION);
+	put_le32(sector + 12, GPT_HEADER_SIZE);
+	put_le64(sector + 24, my_lba);
+	put_le64(sector + 32, other_lba);
+	put_le64(sector + 40, gpt_first_usable());
+	put_le64(sector + 48, gpt_last_usable(l->sectors));
 	memcpy(sector + 56, l->disk_guid.b, 16);
-	put64(sector + 72, entries_lba);
-	put32(sector + 80, GPT_ENTRIES);
-	put32(sector + 84, GPT_ENTRY_SIZE);
-	put32(sector + 88, entries_crc);
-	put32(sector + 16, gpt_crc32(sector, GPT_HEADER_SIZE)); /* computed with its own field zero */
+	put_le64(sector + 72, entries_lba);
+	put_le32(sector + 80, GPT_ENTRIES);
+	put_le32(sector + 84, GPT_ENTRY_SIZE);
+	put_le32(sector + 88, entries_crc);
+	put_le32(sector + 16, gpt_crc32(sector, GPT_HEADER_SIZE)); /* computed with its own field zero */
 }
 
 /* One partition of type 0xEE covering the disk (up to what 32 bits hold), so
@@ -242,8 +226,8 @@ static void build_protective_mbr(const struct gpt_layout *l, uint8_t *sector, co
 	pe[1] = 0x00, pe[2] = 0x02, pe[3] = 0x00; /* CHS of LBA 1 */
 	pe[4] = MBR_TYPE_GPT;
 	pe[5] = 0xff, pe[6] = 0xff, pe[7] = 0xff; /* CHS: beyond what CHS can say */
-	put32(pe + 8, 1);
-	put32(pe + 12, size > 0xffffffffu ? 0xffffffffu : (uint32_t)size);
+	put_le32(pe + 8, 1);
+	put_le32(pe + 12, size > 0xffffffffu ? 0xffffffffu : (uint32_t)size);
 	sector[510] = 0x55;
 	sector[511] = 0xaa;
 }

@@ -245,7 +245,8 @@ static const char usage_text[] =
     "                              [--pbkdf2-iterations N]\n"
     "       cubeos --selftest [--vmm P] [--guestctl P] [--kernel P] [--rootfs P] [--dir D] [--wait-ms N]\n"
     "                              (boot a sandbox VM through cube-vmm and check its agent)\n"
-    "       cubeos --install DISK       (the shell's install command: erases DISK)\n";
+    "       cubeos --install DISK       (the shell's install command: erases DISK)\n"
+    "       cubeos --sandbox-kill ID    (the shell's sandbox kill: asks the api)\n";
 
 /* The host kernel has every driver built in; it keeps CONFIG_MODULES only
  * because 6.1's BPF JIT depends on it. Closing module loading at boot means
@@ -263,6 +264,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "--selftest") == 0)
 		return selftest_main(argc - 1, argv + 1); /* the shell's selftest command, in a child */
+	if (argc == 3 && strcmp(argv[1], "--sandbox-kill") == 0)
+		return sandbox_kill_main(SERVICES_API_SOCKET, argv[2]); /* the shell's sandbox kill, in a child */
 	if (argc == 3 && strcmp(argv[1], "--install") == 0)
 		return install_main(argv[2]); /* the shell's install command, in a child */
 	struct options o = {0};

@@ -129,6 +129,18 @@ void service_describe_exit(const struct service *s, char *out, size_t outsz);
  * Never returns (exit 126/127 when it cannot). */
 void child_exec(char *const argv[], char *const env[], int out_fd, int err_fd) __attribute__((noreturn));
 
+/*
+ * The daemons' runtime directory (VMM sockets, console logs). Not /run/cubeos
+ * itself: that is where cubeos keeps the state when there is no data disk
+ * (datadisk.h), and the api would then find the sandboxes' runtime files and
+ * their registry records in the same directories (RUN/sandboxes/<id> and
+ * STATE/sandboxes/<id>), removing one when it cleans up the other.
+ */
+#define SERVICES_RUN_DIR "/run/cubeos/run"
+/* The api's admin socket there (api/api.h API_ADMIN_SOCKET): HTTP without API
+ * keys, root only; the console's `sandbox kill` uses it. */
+#define SERVICES_API_SOCKET SERVICES_RUN_DIR "/api.sock"
+
 /* The appliance's own table (services.c): the daemons, keeping their state in state_dir. */
 size_t appliance_services(const char *state_dir, struct service_def **out);
 /* A table from JSON: [{"name":..,"argv":[..],"deps":[..],"env":[..]}]. */

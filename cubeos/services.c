@@ -49,15 +49,6 @@ void service_defs_free(struct service_def *defs, size_t n)
 	free(defs);
 }
 
-/*
- * The daemons' runtime directory (VMM sockets, console logs). Not /run/cubeos
- * itself: that is where cubeos keeps the state when there is no data disk
- * (datadisk.h), and the api would then find the sandboxes' runtime files and
- * their registry records in the same directories (RUN/sandboxes/<id> and
- * STATE/sandboxes/<id>), removing one when it cleans up the other.
- */
-#define SERVICES_RUN_DIR "/run/cubeos/run"
-
 /* One table entry; argv and deps are NULL-terminated lists copied by the caller. */
 static void set_def(struct service_def *d, const char *name, const char *const *argv, const char *const *deps)
 {
@@ -76,11 +67,15 @@ size_t appliance_services(const char *state_dir, struct service_def **out)
 	const char *const api_argv[] = {"/usr/bin/cube-api", "--state", state_dir, "--run", SERVICES_RUN_DIR, NULL};
 	const char *const proxy_argv[] = {"/usr/bin/cube-proxy", "--state", state_dir, "--run", SERVICES_RUN_DIR, NULL};
 	const char *const proxy_deps[] = {"api", NULL};
-	struct service_def *defs = calloc(2, sizeof *defs);
+	/* dns answers <domain> and *.<domain> with the appliance's address; it
+	 * reads only config/domain, so it depends on nothing. */
+	const char *const dns_argv[] = {"/usr/bin/cube-dns", "--state", state_dir, NULL};
+	struct service_def *defs = calloc(3, sizeof *defs);
 	set_def(&defs[0], "api", api_argv, NULL);
 	set_def(&defs[1], "proxy", proxy_argv, proxy_deps);
+	set_def(&defs[2], "dns", dns_argv, NULL);
 	*out = defs;
-	return 2;
+	return 3;
 }
 
 /* A JSON array of strings into a NULL-terminated list; absent gives an empty list. */

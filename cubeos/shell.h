@@ -121,6 +121,11 @@ void cmd_service_restart(struct shell *sh, int argc, char **argv);
 void cmd_service_kill(struct shell *sh, int argc, char **argv);
 void cmd_sandbox_list(struct shell *sh, int argc, char **argv);
 void cmd_template_list(struct shell *sh, int argc, char **argv);
+/* sandbox kill ID: a child asks the api over its admin socket (cmd_sandbox_kill.c). */
+void cmd_sandbox_kill(struct shell *sh, int argc, char **argv);
+/* `cubeos --sandbox-kill ID`: DELETE /sandboxes/ID on the api's admin socket at
+ * socket_path; prints the outcome, returns the exit status. */
+int sandbox_kill_main(const char *socket_path, const char *id);
 /* The "sandboxes" and "templates" lines of status: counts by state, from the api's records. */
 void status_sandboxes_templates(struct shell *sh);
 /* "KILL", "SIGTERM", "hup" or a number from 1 to NSIG-1; -1 if none of those. */

@@ -19,6 +19,9 @@
 #                        logs in build/image/test-*.log
 #   make image-bench     image sizes and boot time to boot.done / services.up under
 #                        SeaBIOS and OVMF, 3 runs each (image/bench.sh)
+#   make api-bench       sandbox create latency (to 201, to the first command) at
+#                        concurrency 1 and 10, memory per idle sandbox, on the
+#                        booted qcow2 (image/bench-api.sh)
 #
 # Environment: IMAGE_SIZE (virtual disk, 8G), ESP_SIZE_MIB (128), KERNEL_CMDLINE,
 # HOST_ROOTFS_BUSYBOX=1 (adds a debugging busybox to the initramfs, off the PATH).
@@ -30,7 +33,7 @@ IMAGE_ISO      := $(BUILD)/image/cubeos.iso
 IMAGE_PXE      := $(BUILD)/image/pxe/boot.ipxe
 ESP_SIZE_MIB   ?= 128
 
-.PHONY: host-initramfs image iso pxe run-image image-test image-bench
+.PHONY: host-initramfs image iso pxe run-image image-test image-bench api-bench
 host-initramfs: $(HOST_INITRAMFS)
 iso: $(IMAGE_ISO)
 pxe: $(IMAGE_PXE)
@@ -40,7 +43,7 @@ image: $(IMAGE_QCOW2) $(IMAGE_ISO) $(IMAGE_PXE)
 	  printf 'image:   %-8s %s\n' "$$(du -sh --apparent-size "$$f" | cut -f1)" "$$f"; done
 
 $(HOST_INITRAMFS): initramfs/host-rootfs.sh image/image.mk $(BUILD)/bin/cubeos $(BUILD)/cube-vmm \
-		$(BUILD)/guestctl $(BUILD)/cube-api $(BUILD)/cube-proxy $(BUILD)/guest/vmlinux $(BUILD)/guest/rootfs.ext4 $(THIRDPARTY_DIR)/e2fsprogs/.done
+		$(BUILD)/guestctl $(BUILD)/cube-api $(BUILD)/cube-proxy $(BUILD)/cube-dns $(BUILD)/guest/vmlinux $(BUILD)/guest/rootfs.ext4 $(THIRDPARTY_DIR)/e2fsprogs/.done
 	@E2FSPROGS_BIN='$(E2FSPROGS_BIN)' bash initramfs/host-rootfs.sh $(BUILD) $@
 
 # mke2fs + e2fsck (static musl, thirdparty/): cubeos formats and checks the data disk.
@@ -70,3 +73,6 @@ image-test: image
 
 image-bench: image
 	@bash image/bench.sh $(IMAGE_QCOW2)
+
+api-bench: $(IMAGE_QCOW2)
+	@bash image/bench-api.sh $(IMAGE_QCOW2)

@@ -12,7 +12,8 @@
 #   service_restart, selftest, power_button, ctrl_alt_del (test_admin.py), sdk
 #   (test_sdk.py: the E2B SDKs from `make sdk` against the appliance).
 #
-# One line per test ("PASS name detail" or "FAIL name detail"), then
+# One line per test ("PASS name detail" or "FAIL name detail"; "RERUN name why" when the
+# appliance kernel panicked under TCG, see imagetest.main), then
 # "image-test: N passed, M failed"; the exit status is non-zero if any failed.
 # The full serial log of each test stays in build/image/test-<name>.log.
 #

@@ -9,7 +9,8 @@
 # Contents (all owned by root in the archive, whoever runs the build):
 #   /init -> /sbin/init -> /sbin/cubeos   the PID1 (the kernel runs /init from an initramfs)
 #   /usr/bin/cube-vmm, /usr/bin/guestctl  the VMM and its control client
-#   /usr/bin/cube-api, /usr/bin/cube-proxy the control plane (E2B REST API, sandbox proxy)
+#   /usr/bin/cube-api, /usr/bin/cube-proxy, /usr/bin/cube-dns  the control plane (E2B REST API,
+#                                       sandbox proxy, DNS for <domain> and *.<domain>)
 #   /usr/lib/cubeos/vmlinux               the guest kernel
 #   /usr/lib/cubeos/rootfs.ext4           the default guest rootfs
 #   /usr/lib/cubeos/gptmbr.bin            MBR boot code for `install` (SYSLINUX)
@@ -42,6 +43,7 @@ VMM=$BUILD/cube-vmm
 GUESTCTL=$BUILD/guestctl
 API=$BUILD/cube-api
 PROXY=$BUILD/cube-proxy
+DNS=$BUILD/cube-dns
 GUEST_KERNEL=$BUILD/guest/vmlinux
 GUEST_ROOTFS=$BUILD/guest/rootfs.ext4
 # SYSLINUX's GPT MBR boot code: cubeos's `install` writes it to the disks it
@@ -53,7 +55,7 @@ E2FSCK=$E2FSPROGS_BIN/e2fsck
 for f in "$MKE2FS" "$E2FSCK"; do
 	[ -x "$f" ] || die "$f missing (run: bash thirdparty/build.sh e2fsprogs)"
 done
-for f in "$CUBEOS" "$VMM" "$GUESTCTL" "$API" "$PROXY"; do
+for f in "$CUBEOS" "$VMM" "$GUESTCTL" "$API" "$PROXY" "$DNS"; do
 	[ -x "$f" ] || die "$f missing (run: make)"
 done
 [ -f "$GUEST_KERNEL" ] || die "$GUEST_KERNEL missing (run: make guest-kernel)"
@@ -63,7 +65,7 @@ for t in cpio zstd; do
 	command -v $t >/dev/null || die "$t not found (run: make deps)"
 done
 # Every program must be static: the initramfs has no libc and no loader.
-for f in "$CUBEOS" "$VMM" "$GUESTCTL" "$API" "$PROXY" "$MKE2FS" "$E2FSCK"; do
+for f in "$CUBEOS" "$VMM" "$GUESTCTL" "$API" "$PROXY" "$DNS" "$MKE2FS" "$E2FSCK"; do
 	if file -b "$f" 2>/dev/null | grep -q 'dynamically linked'; then
 		die "$f is dynamically linked: the initramfs has no shared libraries"
 	fi
@@ -86,6 +88,7 @@ install -m 0755 "$VMM" "$stage/usr/bin/cube-vmm"
 install -m 0755 "$GUESTCTL" "$stage/usr/bin/guestctl"
 install -m 0755 "$API" "$stage/usr/bin/cube-api"
 install -m 0755 "$PROXY" "$stage/usr/bin/cube-proxy"
+install -m 0755 "$DNS" "$stage/usr/bin/cube-dns"
 install -m 0644 "$GUEST_KERNEL" "$stage/usr/lib/cubeos/vmlinux"
 install -m 0644 "$GUEST_ROOTFS" "$stage/usr/lib/cubeos/rootfs.ext4"
 install -m 0644 "$GPTMBR" "$stage/usr/lib/cubeos/gptmbr.bin"

@@ -1,5 +1,5 @@
 /*
- * fileio.c - writing files whole (see fileio.h).
+ * fileio.c - reading and writing files whole (see fileio.h).
  */
 #include "fileio.h"
 
@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "buf.h"
 
 int write_full(int fd, const void *p, size_t n)
 {
@@ -76,4 +78,33 @@ int file_replace(const char *path, const void *p, size_t n, mode_t mode, bool du
 		return -1;
 	}
 	return durable ? fsync_dir_of(path) : 0;
+}
+
+char *file_read_all(const char *path, size_t max, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct buf b = BUF_INIT;
+	for (;;) {
+		ssize_t n = read(fd, buf_reserve(&b, 8192), 8192);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			break;
+		if (n < 0 || b.len + (size_t)n > max) {
+			int e = n < 0 ? errno : EFBIG;
+			close(fd);
+			buf_free(&b);
+			errno = e;
+			return NULL;
+		}
+		buf_commit(&b, (size_t)n);
+	}
+	close(fd);
+	if (len)
+		*len = b.len;
+	/* The last read wrote nothing: terminate (an empty file reads as ""). */
+	buf_commit(&b, 0);
+	return buf_steal(&b);
 }

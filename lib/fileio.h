@@ -1,5 +1,5 @@
 /*
- * fileio.h - writing files whole.
+ * fileio.h - reading and writing files whole.
  *
  * Every daemon writes state that must never be seen half-written (config,
  * snapshot state, resolv.conf): it goes to a temporary file next to the
@@ -23,5 +23,12 @@ int write_full(int fd, const void *p, size_t n);
  * On failure path is untouched and no temporary file is left. 0, or -1 with
  * errno set. */
 int file_replace(const char *path, const void *p, size_t n, mode_t mode, bool durable);
+
+/* Reads the whole file at path into a new NUL-terminated heap block (the
+ * caller frees it); *len (if len is not NULL) gets its length without the
+ * NUL. Meant for small files (records, config): one over max bytes is refused
+ * with EFBIG rather than read, so a damaged or hostile file cannot make the
+ * reader allocate without bound. NULL with errno set on failure. */
+char *file_read_all(const char *path, size_t max, size_t *len);
 
 #endif

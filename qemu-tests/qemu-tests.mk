@@ -9,7 +9,7 @@
 
 GUESTCTL := $(BUILD)/guestctl
 L1UTIL   := $(BUILD)/qemu-tests/l1util
-QEMU_TESTS_DEPS := $(GUESTCTL) $(L1UTIL) $(BUILD)/cube-vmm guest-kernel guest-rootfs
+QEMU_TESTS_DEPS := $(GUESTCTL) $(L1UTIL) $(BUILD)/cube-vmm $(BUILD)/api-vmtool guest-kernel guest-rootfs
 
 .PHONY: qemu-test qemu-bench
 all: $(GUESTCTL)

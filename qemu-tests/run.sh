@@ -74,6 +74,8 @@ build_payload() {
 	else
 		echo "qemu-$SUITE: build/cube-vmm missing: the VMM tests will be skipped" >&2
 	fi
+	# The control plane's VMM driver (api/vm.c) as a command-line tool: api_vm.
+	[ -x "$BUILD/api-vmtool" ] && cp "$BUILD/api-vmtool" "$p/cubetest/bin/"
 	[ -f "$VMLINUX" ] && cp "$VMLINUX" "$p/cubetest/guest/vmlinux"
 	stage_qemu "$p"
 	(cd "$p" && find . | sort | cpio -o -H newc --quiet -R 0:0) >"$OUT/payload.cpio"
@@ -127,6 +129,10 @@ run_l1() {
 	# Benchmark sizes (bench.sh's defaults: 3 cold boots, 10 clones).
 	[ -n "${N_BOOT:-}" ] && append="$append cubetest.n_boot=$N_BOOT"
 	[ -n "${N_CLONES:-}" ] && append="$append cubetest.n_clones=$N_CLONES"
+	[ -n "${QEMU_STRESS_ROUNDS:-}" ] && append="$append cubetest.stress=$QEMU_STRESS_ROUNDS"
+	[ -n "${QEMU_STRESS_CLONES:-}" ] && append="$append cubetest.stress_clones=$QEMU_STRESS_CLONES"
+	[ -n "${QEMU_STRESS_HOGS:-}" ] && append="$append cubetest.stress_hogs=$QEMU_STRESS_HOGS"
+	[ -n "${QEMU_STRESS_STOP:-}" ] && append="$append cubetest.stress_stop=1"
 	local disk=()
 	[ -f "$ROOTFS" ] && disk=(-drive "file=$ROOTFS,if=virtio,format=raw,readonly=on")
 	local pidfile=$OUT/qemu-$SUITE.pid

@@ -20,33 +20,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../lib/le.h"
 #include "../lib/log.h"
 #include "boot.h"
 #include "cpu.h"
 
-/* --- little-endian stores into guest memory ------------------------------- */
+/* --- stores into guest memory (wider ones: lib/le.h) ---------------------- */
 
 static void put8(uint8_t *p, uint8_t v)
 {
 	p[0] = v;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 /* --- e820 --------------------------------------------------------------- */
@@ -97,9 +80,9 @@ static uint8_t *mp_processor(uint8_t *p, int id)
 	put8(p, MP_PROCESSOR);
 	put8(p + 1, (uint8_t)id); /* local APIC id */
 	put8(p + 2, MP_LAPIC_VERSION);
-	put8(p + 3, id == 0 ? 0x3 : 0x1);    /* enabled, BSP on vCPU 0 */
-	put32(p + 4, 0x600);		     /* signature: family 6 */
-	put32(p + 8, (1u << 9) | (1u << 0)); /* features: APIC, FPU */
+	put8(p + 3, id == 0 ? 0x3 : 0x1);	/* enabled, BSP on vCPU 0 */
+	put_le32(p + 4, 0x600);			/* signature: family 6 */
+	put_le32(p + 8, (1u << 9) | (1u << 0)); /* features: APIC, FPU */
 	return p + MP_PROC_LEN;
 }
 
@@ -107,8 +90,8 @@ static uint8_t *mp_intr(uint8_t *p, int kind, int type, int src_irq, int dst_id,
 {
 	put8(p, (uint8_t)kind);
 	put8(p + 1, (uint8_t)type);
-	put16(p + 2, 0); /* polarity and trigger: conforming to the bus (ISA: edge, high) */
-	put8(p + 4, 0);	 /* source bus: ISA */
+	put_le16(p + 2, 0); /* polarity and trigger: conforming to the bus (ISA: edge, high) */
+	put8(p + 4, 0);	    /* source bus: ISA */
 	put8(p + 5, (uint8_t)src_irq);
 	put8(p + 6, (uint8_t)dst_id);
 	put8(p + 7, (uint8_t)dst_pin);
@@ -142,7 +125,7 @@ int boot_build_mptable(struct guest_mem *m, int nr_vcpus)
 	put8(p + 1, (uint8_t)ioapic_id);
 	put8(p + 2, MP_IOAPIC_VER);
 	put8(p + 3, 1); /* enabled */
-	put32(p + 4, (uint32_t)IOAPIC_BASE);
+	put_le32(p + 4, (uint32_t)IOAPIC_BASE);
 	p += MP_ENTRY_LEN, entries++;
 	for (int irq = 0; irq < MP_IRQS; irq++, entries++)
 		p = mp_intr(p, MP_IOINTR, MP_INT, irq, ioapic_id, irq);
@@ -151,16 +134,16 @@ int boot_build_mptable(struct guest_mem *m, int nr_vcpus)
 
 	size_t table_len = (size_t)(p - hdr);
 	memcpy(hdr, "PCMP", 4);
-	put16(hdr + 4, (uint16_t)table_len);
+	put_le16(hdr + 4, (uint16_t)table_len);
 	put8(hdr + 6, MP_SPEC_REV);
 	memcpy(hdr + 8, "CUBEOS  ", 8);
 	memcpy(hdr + 16, "CUBE-VMM    ", 12);
-	put16(hdr + 34, (uint16_t)entries);
-	put32(hdr + 36, (uint32_t)LAPIC_BASE);
+	put_le16(hdr + 34, (uint16_t)entries);
+	put_le32(hdr + 36, (uint32_t)LAPIC_BASE);
 	put8(hdr + 7, mp_checksum(hdr, table_len));
 
 	memcpy(fp, "_MP_", 4);
-	put32(fp + 4, (uint32_t)(BOOT_EBDA + MP_FLOAT_LEN));
+	put_le32(fp + 4, (uint32_t)(BOOT_EBDA + MP_FLOAT_LEN));
 	put8(fp + 8, 1); /* length in 16-byte units */
 	put8(fp + 9, MP_SPEC_REV);
 	put8(fp + 10, mp_checksum(fp, MP_FLOAT_LEN));
@@ -190,9 +173,9 @@ int boot_build_gdt(struct guest_mem *m)
 	if (!g)
 		return -1;
 	memset(g, 0, GDT_ENTRIES * 8);
-	put64(g + BOOT_GDT_CODE, gdt_entry(GDT_CODE64_ACCESS, GDT_FLAGS_CODE64));
-	put64(g + BOOT_GDT_DATA, gdt_entry(GDT_DATA_ACCESS, GDT_FLAGS_DATA));
-	put64(g + BOOT_GDT_TSS, gdt_entry(GDT_TSS_ACCESS, 0x8));
+	put_le64(g + BOOT_GDT_CODE, gdt_entry(GDT_CODE64_ACCESS, GDT_FLAGS_CODE64));
+	put_le64(g + BOOT_GDT_DATA, gdt_entry(GDT_DATA_ACCESS, GDT_FLAGS_DATA));
+	put_le64(g + BOOT_GDT_TSS, gdt_entry(GDT_TSS_ACCESS, 0x8));
 	return 0;
 }
 
@@ -210,13 +193,13 @@ int boot_build_page_tables(struct guest_mem *m)
 	memset(pml4, 0, 4096);
 	memset(pdpt, 0, 4096);
 	memset(pd, 0, 4 * 4096);
-	put64(pml4, BOOT_PDPT | PTE_PRESENT | PTE_RW);
+	put_le64(pml4, BOOT_PDPT | PTE_PRESENT | PTE_RW);
 	for (uint64_t i = 0; i < 4; i++)
-		put64(pdpt + i * 8, (BOOT_PD + i * 4096) | PTE_PRESENT | PTE_RW);
+		put_le64(pdpt + i * 8, (BOOT_PD + i * 4096) | PTE_PRESENT | PTE_RW);
 	/* 2048 entries of 2 MiB: the first 4 GiB, which holds every boot
 	 * structure, the kernel and the initrd. */
 	for (uint64_t i = 0; i < 2048; i++)
-		put64(pd + i * 8, (i << 21) | PTE_PRESENT | PTE_RW | PTE_PS);
+		put_le64(pd + i * 8, (i << 21) | PTE_PRESENT | PTE_RW | PTE_PS);
 	return 0;
 }
 
@@ -374,29 +357,29 @@ int boot_build_zero_page(struct guest_mem *m, const char *cmdline, uint64_t init
 	memcpy(cl, cmdline, clen);
 	memset(zp, 0, 4096);
 
-	put16(zp + ZP_BOOT_FLAG, 0xaa55);
-	put32(zp + ZP_HEADER, 0x53726448); /* "HdrS" */
-	put16(zp + ZP_VERSION, BOOT_PROTOCOL_VERSION);
+	put_le16(zp + ZP_BOOT_FLAG, 0xaa55);
+	put_le32(zp + ZP_HEADER, 0x53726448); /* "HdrS" */
+	put_le16(zp + ZP_VERSION, BOOT_PROTOCOL_VERSION);
 	put8(zp + ZP_TYPE_OF_LOADER, LOADER_UNDEFINED);
 	put8(zp + ZP_LOADFLAGS, LOADED_HIGH);
-	put32(zp + ZP_CMD_LINE_PTR, (uint32_t)BOOT_CMDLINE);
-	put32(zp + ZP_EXT_CMD_LINE_PTR, (uint32_t)(BOOT_CMDLINE >> 32));
-	put32(zp + ZP_CMDLINE_SIZE, (uint32_t)(BOOT_CMDLINE_MAX - 1));
-	put32(zp + ZP_INITRD_ADDR_MAX, (uint32_t)(BOOT_INITRD_MAX - 1));
-	put32(zp + ZP_KERNEL_ALIGNMENT, KERNEL_ALIGNMENT);
-	put32(zp + ZP_RAMDISK_IMAGE, (uint32_t)initrd_gpa);
-	put32(zp + ZP_RAMDISK_SIZE, (uint32_t)initrd_size);
-	put32(zp + ZP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd_gpa >> 32));
-	put32(zp + ZP_EXT_RAMDISK_SIZE, (uint32_t)(initrd_size >> 32));
+	put_le32(zp + ZP_CMD_LINE_PTR, (uint32_t)BOOT_CMDLINE);
+	put_le32(zp + ZP_EXT_CMD_LINE_PTR, (uint32_t)(BOOT_CMDLINE >> 32));
+	put_le32(zp + ZP_CMDLINE_SIZE, (uint32_t)(BOOT_CMDLINE_MAX - 1));
+	put_le32(zp + ZP_INITRD_ADDR_MAX, (uint32_t)(BOOT_INITRD_MAX - 1));
+	put_le32(zp + ZP_KERNEL_ALIGNMENT, KERNEL_ALIGNMENT);
+	put_le32(zp + ZP_RAMDISK_IMAGE, (uint32_t)initrd_gpa);
+	put_le32(zp + ZP_RAMDISK_SIZE, (uint32_t)initrd_size);
+	put_le32(zp + ZP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd_gpa >> 32));
+	put_le32(zp + ZP_EXT_RAMDISK_SIZE, (uint32_t)(initrd_size >> 32));
 
 	struct boot_e820 e[ZP_E820_MAX];
 	int n = boot_build_e820(m, e, ZP_E820_MAX);
 	put8(zp + ZP_E820_ENTRIES, (uint8_t)n);
 	for (int i = 0; i < n; i++) {
 		uint8_t *p = zp + ZP_E820_TABLE + i * 20;
-		put64(p, e[i].addr);
-		put64(p + 8, e[i].size);
-		put32(p + 16, e[i].type);
+		put_le64(p, e[i].addr);
+		put_le64(p + 8, e[i].size);
+		put_le32(p + 16, e[i].type);
 	}
 	return 0;
 }

@@ -866,19 +866,39 @@ static int set_from_blob(int fd, unsigned long req, const struct blob *b, size_t
 	return 0;
 }
 
-static int restore_vm(struct vm *vm, const struct vm_snap *s, char *err, size_t errsz)
+static int check_irqchip(const struct vm *vm, const struct vm_snap *s, char *err, size_t errsz)
 {
 	bool had = s->flags & SNAP_VM_IRQCHIP;
 	if (had != vm->has_irqchip)
 		return BAD_SNAP("the snapshot was taken %s the in-kernel irqchip, this VM runs %s it",
 				had ? "with" : "without", vm->has_irqchip ? "with" : "without");
-	if (!had)
-		return 0;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; had && i < 3; i++) {
 		struct kvm_irqchip chip;
 		memcpy(&chip, s->chip[i].p, sizeof(chip));
 		if (chip.chip_id != (uint32_t)i)
 			return BAD_SNAP("VM section: irqchip %d has id %" PRIu32, i, chip.chip_id);
+	}
+	return 0;
+}
+
+/* The interrupt sources that live in the VM, not in a vCPU: PIC, IOAPIC,
+ * then the PIT. Called once every vCPU's LAPIC is in place, because these
+ * can raise an interrupt the moment they are set: KVM_SET_PIT2 starts the
+ * PIT's timer from the saved count, KVM_SET_IRQCHIP replays a saved IOAPIC
+ * request. Done earlier, such an interrupt reached the vCPU's LAPIC while
+ * it still held its reset state, and KVM_SET_LAPIC then overwrote it: the
+ * guest never saw that tick. A Linux guest whose clock events come from the
+ * PIT (the LAPIC timer is not always usable under nested virtualization)
+ * waits for it forever: KVM's PIT re-injects only after the guest
+ * acknowledges the previous tick, so no further tick comes and every timer
+ * in the guest stops. */
+static int restore_vm_irq_sources(struct vm *vm, const struct vm_snap *s, char *err, size_t errsz)
+{
+	if (!vm->has_irqchip)
+		return 0;
+	for (int i = 0; i < 3; i++) {
+		struct kvm_irqchip chip;
+		memcpy(&chip, s->chip[i].p, sizeof(chip));
 		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
 			return HOST_ERR("KVM_SET_IRQCHIP %d: %s", i, strerror(errno));
 	}
@@ -1029,11 +1049,13 @@ static int restore_from(struct vm *vm, const struct snap_r *r, char *err, size_t
 		rc = s ? decode_vcpu(s, &cpus[i], err, errsz) : BAD_SNAP("snapshot has no section for vCPU %d", i);
 	}
 	if (!rc)
-		rc = restore_vm(vm, &vs, err, errsz);
+		rc = check_irqchip(vm, &vs, err, errsz);
 	for (int i = 0; i < vm->nr_vcpus && !rc; i++)
 		rc = restore_vcpu(vm, &vm->vcpus[i], &cpus[i], err, errsz);
 	if (!rc)
 		rc = restore_clock(vm, &vs, err, errsz);
+	if (!rc)
+		rc = restore_vm_irq_sources(vm, &vs, err, errsz);
 	if (!rc)
 		rc = restore_devices(vm, devs, err, errsz);
 	return rc;

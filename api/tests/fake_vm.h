@@ -2,7 +2,8 @@
  * fake_vm.h - a vm_ops backend for the api tests: no KVM, no processes.
  *
  * A "VMM" is an entry in a table of fake pids; stop, pause and a test's
- * fake_vm_kill mark it dead, vm_alive reads the table. The table lives in
+ * fake_set_dead mark it dead, vm_alive reads the table. Pool VMMs
+ * (prestart) are fake pids too; a claim of a dead one fails, as it would. The table lives in
  * the test process, so a second api instance (the restart test) sees the
  * same VMMs as the first. Calls come from the api's worker threads, hence
  * the mutex.
@@ -25,8 +26,13 @@ static pthread_mutex_t fake_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool fake_alive_tab[FAKE_PIDS];
 static int fake_next;
 static bool fake_fail_start;
+/* Fail only this many next starts (a guest that did not come up once). */
+static int fake_fail_starts_once;
 static char fake_last_init[8192];
 static int fake_stops, fake_pauses, fake_resumes, fake_builds;
+/* The warm pool: restores left paused, claims of them, and cold starts. */
+static int fake_prestarts, fake_claims, fake_starts;
+static bool fake_fail_prestart;
 
 static pid_t fake_new_pid(const struct vm_spec *spec)
 {
@@ -57,7 +63,55 @@ static pid_t fake_start(const struct vm_spec *spec, char *err, size_t errsz)
 		snprintf(err, errsz, "fake backend: cannot open /dev/kvm");
 		return -1;
 	}
+	if (__atomic_load_n(&fake_fail_starts_once, __ATOMIC_SEQ_CST) > 0 &&
+	    __atomic_sub_fetch(&fake_fail_starts_once, 1, __ATOMIC_SEQ_CST) >= 0) {
+		snprintf(err, errsz, "fake backend: guest triple fault");
+		return -1;
+	}
+	__atomic_add_fetch(&fake_starts, 1, __ATOMIC_SEQ_CST);
 	return fake_new_pid(spec);
+}
+
+/* Like the real VMM, the paused one creates its disk layer at once. */
+static pid_t fake_prestart(const struct vm_spec *spec, char *err, size_t errsz)
+{
+	if (fake_fail_prestart) {
+		snprintf(err, errsz, "fake backend: no snapshot");
+		return -1;
+	}
+	char path[4200];
+	snprintf(path, sizeof path, "%s/disk.layer", spec->sandbox_dir);
+	FILE *f = fopen(path, "w");
+	if (f)
+		fclose(f);
+	__atomic_add_fetch(&fake_prestarts, 1, __ATOMIC_SEQ_CST);
+	return fake_new_pid(&(struct vm_spec){.init_json = NULL});
+}
+
+static bool fake_alive(pid_t pid, const struct vm_spec *spec);
+
+static int fake_claim(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz)
+{
+	if (!fake_alive(pid, spec)) {
+		snprintf(err, errsz, "fake backend: pool pid %d is gone", (int)pid);
+		return -1;
+	}
+	pthread_mutex_lock(&fake_mu);
+	snprintf(fake_last_init, sizeof fake_last_init, "%s", spec->init_json ? spec->init_json : "");
+	pthread_mutex_unlock(&fake_mu);
+	__atomic_add_fetch(&fake_claims, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+/* How many fake VMMs run. */
+static int fake_running(void)
+{
+	int n = 0;
+	pthread_mutex_lock(&fake_mu);
+	for (int i = 0; i < FAKE_PIDS; i++)
+		n += fake_alive_tab[i];
+	pthread_mutex_unlock(&fake_mu);
+	return n;
 }
 
 static int fake_stop(pid_t pid, const struct vm_spec *spec, int timeout_ms)
@@ -122,6 +176,8 @@ static const struct vm_ops fake_vm_ops = {
     .pause = fake_pause,
     .resume = fake_resume,
     .alive = fake_alive,
+    .prestart = fake_prestart,
+    .claim = fake_claim,
     .template_build = fake_template_build,
 };
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -133,6 +134,10 @@ static int listen_loopback(int *port)
 	return fd;
 }
 
+/* The warm pool of the next inst_start (0: none). */
+static int inst_pool_size;
+static unsigned inst_pool_interval_ms;
+
 static bool inst_start(struct inst *in, const char *kernel, const char *rootfs)
 {
 	setup_state();
@@ -142,6 +147,8 @@ static bool inst_start(struct inst *in, const char *kernel, const char *rootfs)
 				 .run_dir = run_dir,
 				 .ttl_interval_ms = 100,
 				 .workers = 2,
+				 .pool_size = inst_pool_size,
+				 .pool_interval_ms = inst_pool_interval_ms,
 				 .base_kernel = kernel ? kernel : "/nonexistent/vmlinux",
 				 .base_rootfs = rootfs ? rootfs : "/nonexistent/rootfs.ext4"};
 	in->api = api_new(in->loop, &cfg, &fake_vm_ops);
@@ -309,6 +316,32 @@ TEST(auth_missing_wrong_revoked)
 	inst_stop(&in);
 }
 
+/* The admin socket (RUN/api.sock): no API key needed, and only root may open it. */
+TEST(admin_socket_needs_no_key_and_is_root_only)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	char path[512];
+	snprintf(path, sizeof path, "%s/api.sock", run_dir);
+	struct stat st;
+	CHECK(stat(path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0077) == 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)) {
+		const char *const headers[] = {"Host: cube-api", NULL};
+		struct http_response resp;
+		memset(&resp, 0, sizeof resp);
+		CHECK_EQ_INT(http_request(fd, "GET", "/v2/sandboxes", headers, NULL, 0, &resp, 5000, NULL, NULL), 0);
+		CHECK_EQ_INT(resp.status, 200);
+		http_response_free(&resp);
+	}
+	if (fd >= 0)
+		close(fd);
+	inst_stop(&in);
+}
+
 TEST(create_get_list_kill)
 {
 	struct inst in;
@@ -379,7 +412,8 @@ TEST(create_get_list_kill)
 	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
 	CHECK_STREQ(json_get_str(r.j, "templateID"), "ci1");
 	CHECK_STREQ(json_get_str(r.j, "alias"), "code-interpreter-v1");
-	CHECK(json_get(r.j, "envdAccessToken") == NULL);
+	/* No "secure" in the body: secured all the same (the current SDKs omit it). */
+	CHECK(json_get_str(r.j, "envdAccessToken") && strlen(json_get_str(r.j, "envdAccessToken")) == 64);
 	reply_free(&r);
 	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
 	inst_stop(&in);
@@ -457,6 +491,25 @@ TEST(create_errors)
 	CHECK(error_shape(&r, 405));
 	reply_free(&r);
 	CHECK_EQ_INT(status_of(&in, "GET", "/sandboxes/UPPER", NULL), 404);
+	inst_stop(&in);
+}
+
+/* One failed restore is retried on a fresh VMM: the client gets its sandbox. */
+TEST(a_start_that_fails_once_is_retried)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	int before = __atomic_load_n(&fake_starts, __ATOMIC_SEQ_CST);
+	fake_fail_starts_once = 1;
+	char id[64];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	CHECK_EQ_INT(__atomic_load_n(&fake_starts, __ATOMIC_SEQ_CST) - before, 1);
+	CHECK_EQ_INT(fake_fail_starts_once, 0);
+	CHECK(record_on_disk(id));
+	char target[128];
+	snprintf(target, sizeof target, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", target, NULL), 204);
 	inst_stop(&in);
 }
 
@@ -731,6 +784,334 @@ TEST(templates_list_get_and_base_build)
 	char path[128];
 	snprintf(path, sizeof path, "/sandboxes/%s", id);
 	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
+/* --- the warm pool ------------------------------------------------------------------- */
+
+struct pool_view {
+	int status, size, ready, takes, fills, discards;
+	int n;
+	char ids[8][32];
+	int pids[8];
+};
+
+/* GET /admin/pool, the entry of one template (zeros if it has none). */
+static void pool_view(struct inst *in, const char *template_id, struct pool_view *v)
+{
+	memset(v, 0, sizeof *v);
+	struct reply r;
+	v->status = call(in, "GET", "/admin/pool", NULL, &r);
+	for (struct json *t = json_get(r.j, "templates") ? json_get(r.j, "templates")->child : NULL; t; t = t->next) {
+		if (!json_get_str(t, "templateID") || strcmp(json_get_str(t, "templateID"), template_id) != 0)
+			continue;
+		v->size = (int)json_get_int(t, "size", -1);
+		v->ready = (int)json_get_int(t, "ready", -1);
+		v->takes = (int)json_get_int(t, "takes", -1);
+		v->fills = (int)json_get_int(t, "fills", -1);
+		v->discards = (int)json_get_int(t, "discards", -1);
+		for (struct json *m = json_get(t, "members") ? json_get(t, "members")->child : NULL; m && v->n < 8;
+		     m = m->next, v->n++) {
+			snprintf(v->ids[v->n], sizeof v->ids[v->n], "%s",
+				 json_get_str(m, "id") ? json_get_str(m, "id") : "");
+			v->pids[v->n] = (int)json_get_int(m, "pid", 0);
+		}
+	}
+	reply_free(&r);
+}
+
+/* Waits (up to 5 s) until the template's pool has `ready` waiting VMMs
+ * and, if min_fills >= 0, at least that many fills since start. */
+static bool wait_pool(struct inst *in, const char *template_id, int ready, int min_fills, struct pool_view *v)
+{
+	for (int i = 0; i < 250; i++) {
+		pool_view(in, template_id, v);
+		if (v->ready == ready && v->fills >= min_fills)
+			return true;
+		usleep(20000);
+	}
+	fprintf(stderr, "    pool %s: ready %d (want %d), fills %d (want >= %d)\n", template_id, v->ready, ready,
+		v->fills, min_fills);
+	return false;
+}
+
+static bool path_exists(const char *dir, const char *fmt, const char *id)
+{
+	char rel[256], path[600];
+	snprintf(rel, sizeof rel, fmt, id);
+	snprintf(path, sizeof path, "%s/%s", dir, rel);
+	return access(path, F_OK) == 0;
+}
+
+static void set_pool_json(const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/config/pool.json", state_dir);
+	if (!text) {
+		unlink(path);
+		return;
+	}
+	write_file("config/pool.json.tmp", text);
+	char from[512];
+	snprintf(from, sizeof from, "%s/config/pool.json.tmp", state_dir);
+	rename(from, path);
+}
+
+TEST(pool_fills_takes_and_refills)
+{
+	struct inst in;
+	int prestarts = fake_prestarts, starts = fake_starts, claims = fake_claims;
+	inst_pool_size = 2;
+	inst_pool_interval_ms = 50;
+	bool ok = inst_start(&in, NULL, NULL);
+	inst_pool_size = 0;
+	if (!CHECK(ok))
+		return;
+	struct pool_view v, ci;
+	struct reply r;
+	CHECK_EQ_INT(call_h(&in, "GET", "/admin/pool", NULL, NULL, NULL, &r), 401);
+	reply_free(&r);
+	/* Every ready template fills to the default; building or broken ones do not. */
+	CHECK(wait_pool(&in, "base", 2, 2, &v));
+	CHECK(wait_pool(&in, "ci1", 2, 2, &ci));
+	CHECK_EQ_INT(v.status, 200);
+	CHECK_EQ_INT(v.size, 2);
+	pool_view(&in, "slow", &ci);
+	CHECK_EQ_INT(ci.size, 0);
+	CHECK_EQ_INT(fake_prestarts - prestarts, 4);
+	CHECK_EQ_INT(fake_starts, starts);
+	/* Pool VMMs are not sandboxes. */
+	CHECK_EQ_INT(call(&in, "GET", "/v2/sandboxes", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 0);
+	reply_free(&r);
+	CHECK(!record_on_disk(v.ids[0]) && path_exists(state_dir, "pool/%s/disk.layer", v.ids[0]));
+	CHECK(path_exists(run_dir, "pool/%s.json", v.ids[0]));
+
+	/* A create takes the oldest one: its id, resumed, with the identity. */
+	CHECK_EQ_INT(call(&in, "POST", "/sandboxes", "{\"templateID\":\"base\",\"envVars\":{\"W\":\"1\"}}", &r), 201);
+	char id[64];
+	snprintf(id, sizeof id, "%s", json_get_str(r.j, "sandboxID") ? json_get_str(r.j, "sandboxID") : "");
+	reply_free(&r);
+	CHECK_STREQ(id, v.ids[0]);
+	CHECK_EQ_INT(fake_claims - claims, 1);
+	CHECK_EQ_INT(fake_starts, starts);
+	pthread_mutex_lock(&fake_mu);
+	struct json *init = json_parse(fake_last_init, strlen(fake_last_init), NULL, 0);
+	pthread_mutex_unlock(&fake_mu);
+	CHECK_STREQ(json_get_str(init, "sandboxId"), id);
+	CHECK_STREQ(json_get_str(json_get(init, "envVars"), "W"), "1");
+	json_free(init);
+	struct sandbox rec;
+	if (CHECK(registry_load(state_dir, id, &rec) == 0)) {
+		CHECK_EQ_INT(rec.vmm_pid, v.pids[0]);
+		CHECK(strstr(rec.vsock, id) != NULL);
+		sandbox_clear(&rec);
+	}
+	/* Its layer moved to the sandbox; nothing of the pool is left for it. */
+	CHECK(path_exists(state_dir, "sandboxes/%s/disk.layer", id));
+	CHECK(!path_exists(state_dir, "pool/%s", id));
+	CHECK(!path_exists(run_dir, "pool/%s.json", id));
+	/* Refilled in the background. */
+	CHECK(wait_pool(&in, "base", 2, 3, &v));
+	CHECK_EQ_INT(v.takes, 1);
+	CHECK_EQ_INT(call(&in, "GET", "/v2/sandboxes", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 1);
+	reply_free(&r);
+	char path[128];
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	CHECK_EQ_INT(status_of(&in, "POST", "/admin/pool", "{}"), 405);
+	inst_stop(&in);
+}
+
+TEST(pool_replaces_a_dead_member_and_stops_all_at_shutdown)
+{
+	struct inst in;
+	inst_pool_size = 2;
+	inst_pool_interval_ms = 50;
+	bool ok = inst_start(&in, NULL, NULL);
+	inst_pool_size = 0;
+	if (!CHECK(ok))
+		return;
+	struct pool_view v;
+	CHECK(wait_pool(&in, "base", 2, 2, &v));
+	int dead = v.pids[0], discards = v.discards;
+	fake_set_dead(dead);
+	bool replaced = false;
+	for (int i = 0; i < 250 && !replaced; i++) {
+		usleep(20000);
+		pool_view(&in, "base", &v);
+		replaced = v.ready == 2 && v.discards > discards && v.pids[0] != dead && v.pids[1] != dead;
+	}
+	CHECK(replaced);
+	CHECK(!path_exists(run_dir, "pool/%s.json", v.ids[0]) || v.pids[0] != dead);
+	/* A running sandbox survives the api's stop; the pool's VMMs do not. */
+	char id[64], keep[2][32];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	struct pool_view b, c;
+	CHECK(wait_pool(&in, "base", 2, -1, &b));
+	CHECK(wait_pool(&in, "ci1", 2, -1, &c));
+	snprintf(keep[0], sizeof keep[0], "%s", b.ids[0]);
+	snprintf(keep[1], sizeof keep[1], "%s", c.ids[0]);
+	int running = fake_running();
+	inst_stop(&in);
+	CHECK_EQ_INT(fake_running(), running - 4);
+	CHECK(!fake_alive(b.pids[0], NULL) && !fake_alive(b.pids[1], NULL));
+	CHECK(!fake_alive(c.pids[0], NULL) && !fake_alive(c.pids[1], NULL));
+	CHECK(!path_exists(run_dir, "pool/%s.json", keep[0]) && !path_exists(state_dir, "pool/%s", keep[1]));
+	struct sandbox rec;
+	if (CHECK(registry_load(state_dir, id, &rec) == 0)) {
+		CHECK(fake_alive(rec.vmm_pid, NULL));
+		sandbox_clear(&rec);
+	}
+	/* Restarted without a pool: the sandbox is still there. */
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	char st[32], path[128];
+	CHECK_STREQ(state_of(&in, id, st, sizeof st), "running");
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
+TEST(pool_size_zero_and_empty_pools_start_cold)
+{
+	struct inst in;
+	int prestarts = fake_prestarts, starts = fake_starts, claims = fake_claims;
+	if (!CHECK(inst_start(&in, NULL, NULL))) /* pool size 0 */
+		return;
+	char id[64], path[128];
+	usleep(200000);
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	CHECK_EQ_INT(fake_starts - starts, 1);
+	CHECK_EQ_INT(fake_prestarts, prestarts);
+	CHECK_EQ_INT(fake_claims, claims);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+
+	/* pool.json: base 1, everything else none. */
+	set_pool_json("{\"base\":1,\"*\":0}");
+	inst_pool_size = 2;
+	inst_pool_interval_ms = 50;
+	bool ok = inst_start(&in, NULL, NULL);
+	if (!CHECK(ok))
+		return;
+	struct pool_view v;
+	CHECK(wait_pool(&in, "base", 1, 1, &v));
+	pool_view(&in, "ci1", &v);
+	CHECK_EQ_INT(v.ready, 0);
+	/* Changed while running: base to 0, its VMM goes; creates are cold. */
+	set_pool_json("{\"base\":0,\"code-interpreter-v1\":1}");
+	CHECK(wait_pool(&in, "base", 0, -1, &v));
+	CHECK(wait_pool(&in, "ci1", 1, 1, &v)); /* named by its alias */
+	/* A rebuilt template: its waiting VMM is stale and replaced. */
+	int stale = v.pids[0], discards = v.discards;
+	write_file("templates/ci1/snap/state", "rebuilt");
+	bool replaced = false;
+	for (int i = 0; i < 250 && !replaced; i++) {
+		usleep(20000);
+		pool_view(&in, "ci1", &v);
+		replaced = v.ready == 1 && v.discards > discards && v.pids[0] != stale;
+	}
+	CHECK(replaced);
+	CHECK(!fake_alive(stale, NULL));
+	starts = fake_starts;
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	CHECK_EQ_INT(fake_starts - starts, 1);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+
+	/* A member that died unnoticed (no check runs here): the create that
+	 * takes it still succeeds, cold. */
+	set_pool_json("{\"base\":1,\"*\":0}");
+	inst_pool_interval_ms = 60000;
+	ok = inst_start(&in, NULL, NULL);
+	inst_pool_size = 0;
+	inst_pool_interval_ms = 0;
+	if (!CHECK(ok))
+		return;
+	CHECK(wait_pool(&in, "base", 1, 1, &v));
+	fake_set_dead(v.pids[0]);
+	starts = fake_starts;
+	claims = fake_claims;
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	CHECK_STREQ(id, v.ids[0]);
+	CHECK_EQ_INT(fake_starts - starts, 1);
+	CHECK_EQ_INT(fake_claims, claims);
+	CHECK(!path_exists(run_dir, "pool/%s.json", id) && !path_exists(state_dir, "pool/%s", id));
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+	set_pool_json(NULL);
+}
+
+TEST(pool_that_cannot_fill_leaves_creates_cold)
+{
+	struct inst in;
+	int starts = fake_starts;
+	fake_fail_prestart = true;
+	inst_pool_size = 1;
+	inst_pool_interval_ms = 50;
+	bool ok = inst_start(&in, NULL, NULL);
+	inst_pool_size = 0;
+	inst_pool_interval_ms = 0;
+	if (!CHECK(ok)) {
+		fake_fail_prestart = false;
+		return;
+	}
+	usleep(300000);
+	struct pool_view v;
+	pool_view(&in, "base", &v);
+	CHECK_EQ_INT(v.size, 1);
+	CHECK_EQ_INT(v.ready, 0);
+	CHECK_EQ_INT(v.fills, 0);
+	char id[64], path[128];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	CHECK_EQ_INT(fake_starts - starts, 1);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+	fake_fail_prestart = false;
+	char dir[512];
+	snprintf(dir, sizeof dir, "%s/pool", state_dir);
+	CHECK(access(dir, F_OK) < 0 || rmdir(dir) == 0); /* no half-made member left */
+}
+
+TEST(pool_leftovers_of_an_earlier_api_are_stopped)
+{
+	/* As a crashed api leaves them: a marker, a running VMM, a layer. */
+	const char *id = "leftover0000000000aa";
+	pid_t pid = fake_new_pid(&(struct vm_spec){.init_json = NULL});
+	char rel[128], text[128];
+	snprintf(rel, sizeof rel, "pool/%s/disk.layer", id);
+	write_file(rel, "");
+	write_file("pool/stray/disk.layer", "");
+	char marker[512];
+	snprintf(marker, sizeof marker, "%s/pool", run_dir);
+	registry_mkdir_p(marker);
+	snprintf(marker, sizeof marker, "%s/pool/%s.json", run_dir, id);
+	snprintf(text, sizeof text, "{\"template\":\"base\",\"pid\":%d}", (int)pid);
+	FILE *f = fopen(marker, "w");
+	fputs(text, f);
+	fclose(f);
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	struct reply r;
+	bool started = false;
+	for (int i = 0; i < 250 && !started; i++) {
+		call(&in, "GET", "/admin/pool", NULL, &r);
+		started = json_get_bool(r.j, "started", false);
+		reply_free(&r);
+		if (!started)
+			usleep(20000);
+	}
+	CHECK(started);
+	CHECK(!fake_alive(pid, NULL));
+	CHECK(access(marker, F_OK) < 0);
+	CHECK(!path_exists(state_dir, "pool/%s", id) && !path_exists(state_dir, "pool/%s", "stray"));
 	inst_stop(&in);
 }
 

@@ -30,6 +30,7 @@
 #include "../../lib/tests/test.h"
 #include "../proxy.h"
 #include "../registry.h"
+#include "fake_sandbox.h"
 
 #define ENVD_PORT   49983
 #define CLOSED_PORT 5000
@@ -40,56 +41,9 @@ static char vsock_path[300];
 static int proxy_port;
 static atomic_int upstream_serial; /* upstream connections accepted by the fake */
 static sem_t stream_go;		   /* the test saw the first chunk of /stream */
-static struct loop *proxy_loop;
 static struct proxy *proxy;
-static pthread_t proxy_tid;
-static atomic_bool proxy_stop;
 
-/* --- the fake sandbox ------------------------------------------------------ */
-
-static int send_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n) {
-		ssize_t k = send(fd, c, n, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		c += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-/* Reads more bytes into b; false on EOF or error. */
-static bool fill(int fd, struct buf *b)
-{
-	char *p = buf_reserve(b, 65536);
-	ssize_t n;
-	do
-		n = recv(fd, p, 65536, 0);
-	while (n < 0 && errno == EINTR);
-	if (n <= 0)
-		return false;
-	buf_commit(b, (size_t)n);
-	return true;
-}
-
-/* Reads the CONNECT line; answers OK unless the port is "closed". */
-static bool fake_handshake(int fd, struct buf *in, int *port)
-{
-	char *nl;
-	while (!(nl = in->len ? memchr(in->data, '\n', in->len) : NULL))
-		if (in->len > 64 || !fill(fd, in))
-			return false;
-	if (sscanf(in->data, "CONNECT %d\n", port) != 1)
-		return false;
-	buf_consume(in, (size_t)(nl - in->data) + 1);
-	if (*port == CLOSED_PORT)
-		return false;
-	return send_all(fd, "OK 1024\n", 8) == 0;
-}
+/* --- the fake sandbox (its plumbing: fake_sandbox.h) ------------------------ */
 
 struct fake_req {
 	struct http_head head;
@@ -164,19 +118,6 @@ static void fake_info(int fd, struct fake_req *r, int serial, int nreq, int port
 	buf_free(&body);
 }
 
-/* Chunk one, then wait until the test has seen it, then chunk two. */
-static void fake_stream(int fd)
-{
-	const char *a =
-	    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\ntick1\r\n";
-	send_all(fd, a, strlen(a));
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 5;
-	const char *b = sem_timedwait(&stream_go, &ts) == 0 ? "5\r\ntick2\r\n0\r\n\r\n" : "7\r\ntimeout\r\n0\r\n\r\n";
-	send_all(fd, b, strlen(b));
-}
-
 /* 101, then an echo that upper-cases, until EOF; then a last word. */
 static void fake_upgrade(int fd, struct buf *in)
 {
@@ -200,7 +141,7 @@ static void *fake_conn(void *arg)
 	struct buf in = BUF_INIT;
 	int port;
 	bool drop_next = false;
-	if (fake_handshake(fd, &in, &port)) {
+	if (fake_handshake(fd, &in, &port, CLOSED_PORT)) {
 		for (int nreq = 1;; nreq++) {
 			struct fake_req r;
 			if (!fake_read_request(fd, &in, &r))
@@ -213,7 +154,7 @@ static void *fake_conn(void *arg)
 			}
 			drop_next = strcmp(r.head.target, "/drop-next") == 0;
 			if (strcmp(r.head.target, "/stream") == 0) {
-				fake_stream(fd);
+				fake_stream(fd, &stream_go);
 			} else if (strcmp(r.head.target, "/ws") == 0) {
 				fake_upgrade(fd, &in);
 				stop = true;
@@ -237,41 +178,7 @@ static void *fake_conn(void *arg)
 	return NULL;
 }
 
-static void *fake_accept(void *arg)
-{
-	int lfd = (int)(intptr_t)arg;
-	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			return NULL;
-		}
-		pthread_t t;
-		pthread_create(&t, NULL, fake_conn, (void *)(intptr_t)fd);
-		pthread_detach(t);
-	}
-}
-
 /* --- the proxy under test --------------------------------------------------- */
-
-/* The loop is not thread-safe: a timer in its own thread notices the stop. */
-static void check_stop(void *arg)
-{
-	struct loop_timer *t = arg;
-	if (proxy_stop)
-		loop_stop(proxy_loop);
-	else
-		loop_timer_arm(proxy_loop, t, 20, check_stop, t);
-}
-
-static void *proxy_thread(void *arg)
-{
-	static struct loop_timer t;
-	loop_timer_arm(arg, &t, 20, check_stop, &t);
-	loop_run(arg);
-	return NULL;
-}
 
 static void save_record(const char *id, enum sandbox_state st, const char *vsock, const char *traffic_token)
 {
@@ -305,14 +212,7 @@ static void setup(void)
 		abort();
 	snprintf(vsock_path, sizeof vsock_path, "%s/vsock.sock", state_dir);
 
-	int ufd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un ua = {.sun_family = AF_UNIX};
-	snprintf(ua.sun_path, sizeof ua.sun_path, "%s", vsock_path);
-	if (bind(ufd, (struct sockaddr *)&ua, sizeof ua) < 0 || listen(ufd, 1024) < 0)
-		abort();
-	pthread_t t;
-	pthread_create(&t, NULL, fake_accept, (void *)(intptr_t)ufd);
-	pthread_detach(t);
+	fake_sandbox_listen(vsock_path, 1024, fake_conn);
 
 	char dead[320];
 	snprintf(dead, sizeof dead, "%s/dead.sock", state_dir);
@@ -322,19 +222,13 @@ static void setup(void)
 	save_record("sbxpaused", SANDBOX_PAUSED, vsock_path, NULL);
 	save_record("sbxdead", SANDBOX_RUNNING, dead, NULL);
 
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof a;
-	if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 1024) < 0 ||
-	    getsockname(lfd, (struct sockaddr *)&a, &al) < 0)
-		abort();
-	proxy_port = ntohs(a.sin_port);
+	int lfd = listen_loopback(1024, &proxy_port);
 	proxy_loop = loop_new();
 	struct proxy_config cfg = {.state_dir = state_dir, .domain = DOMAIN, .connect_timeout_ms = 3000};
 	proxy = proxy_new(proxy_loop, &cfg);
 	if (!proxy || proxy_listen_fd(proxy, lfd, NULL, NULL) < 0)
 		abort();
-	pthread_create(&proxy_tid, NULL, proxy_thread, proxy_loop);
+	proxy_thread_start();
 }
 
 /* --- clients ------------------------------------------------------------------ */

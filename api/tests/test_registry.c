@@ -101,7 +101,10 @@ TEST(create_body_defaults)
 	CHECK(create_req_parse(b, strlen(b), 86400, &r, err, sizeof err) == 0);
 	CHECK_STREQ(r.template_id, "base");
 	CHECK_EQ_INT(r.timeout_s, 300);
-	CHECK(r.allow_internet_access && !r.secure && !r.auto_pause && r.metadata.n == 0);
+	CHECK(r.allow_internet_access && r.secure && !r.auto_pause && r.metadata.n == 0);
+	create_req_free(&r);
+	b = "{\"templateID\":\"base\",\"secure\":false}"; /* only an explicit false is unsecured */
+	CHECK(create_req_parse(b, strlen(b), 86400, &r, err, sizeof err) == 0 && !r.secure);
 	create_req_free(&r);
 	b = "{\"templateID\":\"base\",\"envVars\":{\"A\":\"a\\u0000b\"}}";
 	CHECK(create_req_parse(b, strlen(b), 86400, &r, err, sizeof err) < 0 && strstr(err, "envVars.A"));

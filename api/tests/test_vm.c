@@ -6,7 +6,8 @@
  * its environment it does not run tests but plays cube-vmm (a constructor
  * catches it before main). It speaks the real protocols: the vsock Unix
  * socket ("CONNECT 49983\n" -> "OK n\n", then HTTP answered 204), and the
- * control socket (ping, pause, resume, snapshot, shutdown). A snapshot is a
+ * control socket (ping, pause, resume, snapshot, shutdown); with --paused
+ * (or after a pause) its agent does not answer until a resume. A snapshot is a
  * directory with state, memory and disk0.layer; its state holds the access
  * token the guest was given, so a "restored" guest asks for it again, as
  * the real agent does. Each /init is appended to <run_dir>/fake-init.log
@@ -42,6 +43,7 @@ struct fake {
 	const char *snapshot, *vsock, *control, *layer;
 	char token[128];
 	char init_log[512];
+	bool paused; /* --paused, or a control pause: the agent does not answer */
 };
 
 static const char *arg_after(int argc, char **argv, const char *opt)
@@ -134,6 +136,8 @@ static void fake_http(struct fake *f, int fd)
 static void fake_agent(struct fake *f, int fd)
 {
 	char line[64];
+	if (f->paused)
+		return;
 	if (fake_read_line(fd, line, sizeof line) == 0 && !strcmp(line, "CONNECT 49983")) {
 		dprintf(fd, "OK 1024\n");
 		fake_http(f, fd);
@@ -155,6 +159,10 @@ static bool fake_control(struct fake *f, int fd)
 		fake_write_file(dir, "disk0.layer", "frozen layer");
 		fake_write_file(dir, "state", f->token);
 	}
+	if (strstr(line, "\"pause\""))
+		f->paused = true;
+	else if (strstr(line, "\"resume\""))
+		f->paused = false;
 	dprintf(fd, "{\"ok\":true}\n");
 	return strstr(line, "\"shutdown\"") != NULL;
 }
@@ -168,6 +176,11 @@ static void fake_vmm(int argc, char **argv)
 		_exit(5);
 	}
 	f.control = arg_after(argc, argv, "--control");
+	for (int i = 1; i < argc; i++)
+		f.paused |= !strcmp(argv[i], "--paused");
+	const char *layer = arg_after(argc, argv, "--disk-layer");
+	if (layer && !strncmp(layer, "0=", 2)) /* the real VMM creates its top layer at once */
+		close(open(layer + 2, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
 	f.snapshot = arg_after(argc, argv, "--snapshot");
 	f.vsock = arg_after(argc, argv, "--vsock-uds");
 	const char *vs = arg_after(argc, argv, "--vsock");
@@ -559,6 +572,87 @@ TEST(children_reaped_by_someone_else)
 	CHECK(strstr(err, "checksum mismatch") != NULL);
 	reaper_stop = 1;
 	pthread_join(th, NULL);
+	teardown();
+}
+
+TEST(prestart_waits_paused_then_claim_hands_over_identity)
+{
+	setup();
+	make_template();
+	struct sbx s;
+	sbx_init(&s, "warm1", NULL);
+	char pool_sb[300], err[512] = "";
+	snprintf(pool_sb, sizeof pool_sb, "%s/pool/warm1", base);
+	s.spec.sandbox_dir = pool_sb; /* the pool keeps its layer apart until a claim */
+	pid_t pid = vm_prestart(&s.spec, err, sizeof err);
+	if (!CHECK(pid > 0)) {
+		fprintf(stderr, "  vm_prestart: %s\n", err);
+		teardown();
+		return;
+	}
+	CHECK(vm_alive(pid, &s.spec));
+	CHECK(exists(s.run, "control.sock") && exists(pool_sb, "disk.layer"));
+	CHECK(!exists(s.run, "fake-init.log")); /* paused: no /init yet */
+	/* The claim finds the layer where the sandbox keeps it. */
+	char from[600], to[600];
+	snprintf(from, sizeof from, "%s/disk.layer", pool_sb);
+	snprintf(to, sizeof to, "%s/disk.layer", s.sb);
+	char sbs[300];
+	snprintf(sbs, sizeof sbs, "%s/sb", base);
+	CHECK(mkdir(sbs, 0755) == 0 && mkdir(s.sb, 0755) == 0);
+	CHECK(rename(from, to) == 0);
+	s.spec.sandbox_dir = s.sb;
+	s.spec.init_json = "{\"sandboxId\":\"warm1\",\"accessToken\":\"tokw\"}";
+	if (!CHECK_EQ_INT(vm_claim(pid, &s.spec, err, sizeof err), 0))
+		fprintf(stderr, "  vm_claim: %s\n", err);
+	CHECK(file_has(s.run, "fake-init.log", "\"sandboxId\":\"warm1\""));
+	CHECK(file_has(s.run, "fake-init.log", "\"entropy\":\""));
+	CHECK(vm_alive(pid, &s.spec));
+	/* From here it is an ordinary sandbox: pause, resume, stop. */
+	CHECK_EQ_INT(vm_pause(pid, &s.spec, err, sizeof err), 0);
+	pid = vm_resume(&s.spec, err, sizeof err);
+	CHECK(pid > 0);
+	CHECK(file_has(s.run, "fake-init.log", "token=tokw 204"));
+	CHECK_EQ_INT(vm_stop(pid, &s.spec, 2000), 0);
+	CHECK(pid_gone(pid));
+	teardown();
+}
+
+TEST(prestart_and_claim_failures_leave_nothing)
+{
+	setup();
+	struct sbx s;
+	sbx_init(&s, "warm2", NULL);
+	char err[512] = "";
+	CHECK_EQ_INT(vm_prestart(&s.spec, err, sizeof err), -1); /* no template yet */
+	CHECK(strstr(err, "no template snapshot") != NULL);
+	make_template();
+	setenv("TEST_VM_FAKE", "die", 1);
+	CHECK_EQ_INT(vm_prestart(&s.spec, err, sizeof err), -1);
+	CHECK(strstr(err, "checksum mismatch") != NULL);
+	CHECK(access(s.run, F_OK) < 0 && !exists(s.sb, "disk.layer"));
+	setenv("TEST_VM_FAKE", "ok", 1);
+	/* A pool VMM that died while it waited: the claim says so and cleans up. */
+	pid_t pid = vm_prestart(&s.spec, err, sizeof err);
+	if (CHECK(pid > 0)) {
+		kill(pid, SIGKILL);
+		while (!pid_gone(pid) && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		s.spec.init_json = "{\"sandboxId\":\"warm2\"}";
+		CHECK_EQ_INT(vm_claim(pid, &s.spec, err, sizeof err), -1);
+		CHECK(strstr(err, "not its waiting VMM") != NULL);
+		CHECK(access(s.run, F_OK) < 0 && !exists(s.sb, "disk.layer"));
+		/* The caller's cold path then works with the same spec. */
+		pid = vm_start(&s.spec, err, sizeof err);
+		CHECK(pid > 0);
+		CHECK_EQ_INT(vm_stop(pid, &s.spec, 2000), 0);
+	}
+	/* Shutdown reaches a VMM that is still paused. */
+	pid = vm_prestart(&s.spec, err, sizeof err);
+	if (CHECK(pid > 0)) {
+		CHECK_EQ_INT(vm_stop(pid, &s.spec, 2000), 0);
+		CHECK(pid_gone(pid));
+	}
 	teardown();
 }
 

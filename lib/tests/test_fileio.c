@@ -72,3 +72,39 @@ TEST(write_full_reports_a_closed_pipe)
 	CHECK_EQ_INT(errno, EPIPE);
 	close(p[1]);
 }
+
+/* Works in a directory of its own: another test removes the shared one. */
+TEST(read_all_reads_whole_file_up_to_max)
+{
+	char d[] = "/tmp/test_fileio_read.XXXXXX";
+	CHECK(mkdtemp(d) != NULL);
+	char path[64];
+	snprintf(path, sizeof path, "%s/f", d);
+
+	/* Bigger than one read chunk, with a NUL inside: len counts it all. */
+	size_t big = 20000;
+	char *want = malloc(big);
+	for (size_t i = 0; i < big; i++)
+		want[i] = (char)(i % 251);
+	CHECK_EQ_INT(file_replace(path, want, big, 0644, false), 0);
+	size_t len = 0;
+	char *got = file_read_all(path, big, &len);
+	CHECK(got != NULL && CHECK_MEMEQ(got, len, want, big) && got[len] == '\0');
+	free(got);
+
+	errno = 0;
+	CHECK(file_read_all(path, big - 1, &len) == NULL);
+	CHECK_EQ_INT(errno, EFBIG);
+	free(want);
+
+	/* An empty file is "", not NULL; len may be left out. */
+	CHECK_EQ_INT(file_replace(path, "", 0, 0644, false), 0);
+	got = file_read_all(path, 0, NULL);
+	CHECK(got != NULL && CHECK_STREQ(got, ""));
+	free(got);
+	unlink(path);
+
+	CHECK(file_read_all(path, 10, &len) == NULL);
+	CHECK_EQ_INT(errno, ENOENT);
+	rmdir(d);
+}

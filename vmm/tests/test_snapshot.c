@@ -393,3 +393,85 @@ out:
 		rm_rf(dir);
 	free(dir);
 }
+
+/* --- an interrupt raised by restoring the PIT ---------------------------- */
+
+#define PIT_TEST_VECTOR 0x30
+#define LAPIC_SVR	0xf0
+#define LAPIC_IRR	0x200
+
+static uint32_t *lapic_reg(struct kvm_lapic_state *s, int off)
+{
+	return (uint32_t *)(s->regs + off);
+}
+
+/* Wires the original's PIT to its vCPU: LAPIC software-enabled, IOAPIC
+ * pin 0 edge-triggered to PIT_TEST_VECTOR on APIC 0, then the PIT armed as
+ * one-shot (mode 0) with a count of 2: it fires within microseconds, now
+ * and again whenever that PIT state is restored. Once it has fired, the
+ * vector is taken back out of the LAPIC, so the snapshot holds no pending
+ * tick: any the clone has, its own restored PIT raised. */
+static bool arm_pit_tick(struct tvm *t)
+{
+	struct kvm_lapic_state la;
+	struct kvm_irqchip io = {.chip_id = KVM_IRQCHIP_IOAPIC};
+	struct kvm_pit_state2 pit;
+	int vcpu = t->vm.vcpus[0].fd, vmfd = t->vm.vm_fd;
+	if (!CHECK(ioctl(vcpu, KVM_GET_LAPIC, &la) == 0))
+		return false;
+	*lapic_reg(&la, LAPIC_SVR) = 0x1ff;
+	CHECK(ioctl(vcpu, KVM_SET_LAPIC, &la) == 0);
+	CHECK(ioctl(vmfd, KVM_GET_IRQCHIP, &io) == 0);
+	io.chip.ioapic.redirtbl[0].bits = PIT_TEST_VECTOR; /* fixed, physical, edge, unmasked, APIC 0 */
+	CHECK(ioctl(vmfd, KVM_SET_IRQCHIP, &io) == 0);
+	CHECK(ioctl(vmfd, KVM_GET_PIT2, &pit) == 0);
+	pit.channels[0].mode = 0;
+	pit.channels[0].count = 2;
+	CHECK(ioctl(vmfd, KVM_SET_PIT2, &pit) == 0);
+	usleep(50 * 1000);
+	CHECK(ioctl(vcpu, KVM_GET_LAPIC, &la) == 0);
+	uint32_t *irr = lapic_reg(&la, LAPIC_IRR + 0x10 * (PIT_TEST_VECTOR / 32));
+	if (!CHECK(*irr & (1u << (PIT_TEST_VECTOR % 32)))) /* the PIT reaches the vCPU at all */
+		return false;
+	*irr = 0;
+	return CHECK(ioctl(vcpu, KVM_SET_LAPIC, &la) == 0);
+}
+
+/* A restore must put the vCPUs' LAPICs in place before the PIT (and the
+ * IOAPIC) that raise interrupts into them: a tick the restored PIT raises
+ * at once must be pending in the clone's LAPIC, not lost in the reset state
+ * KVM_SET_LAPIC overwrites. Lost, it left a guest that takes its clock
+ * events from the PIT without any timer for good. */
+TEST(pit_tick_raised_by_restore_reaches_the_vcpu)
+{
+	if (!kvm_usable())
+		return;
+	struct tvm orig, clone;
+	if (!tvm_boot(&orig))
+		return;
+	char *dir = make_tmpdir();
+	char err[256] = "";
+	if (orig.vm.cfg->no_irqchip) {
+		printf("SKIP %s: no in-kernel irqchip here\n", test_current);
+		goto out_orig;
+	}
+	if (!arm_pit_tick(&orig))
+		goto out_orig;
+	if (!CHECK_EQ_INT(snapshot_save(&orig.vm, dir, err, sizeof err), 0)) {
+		fprintf(stderr, "  %s\n", err);
+		goto out_orig;
+	}
+	if (CHECK_EQ_INT(restore_into(&clone, dir, err, sizeof err), 0)) {
+		usleep(50 * 1000);
+		struct kvm_lapic_state la;
+		CHECK(ioctl(clone.vm.vcpus[0].fd, KVM_GET_LAPIC, &la) == 0);
+		CHECK(*lapic_reg(&la, LAPIC_IRR + 0x10 * (PIT_TEST_VECTOR / 32)) & (1u << (PIT_TEST_VECTOR % 32)));
+	} else {
+		fprintf(stderr, "  restore: %s\n", err);
+	}
+	tvm_free(&clone);
+out_orig:
+	tvm_free(&orig);
+	rm_rf(dir);
+	free(dir);
+}

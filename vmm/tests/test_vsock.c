@@ -384,6 +384,59 @@ TEST(restore_sends_transport_reset_and_state_roundtrips)
 	}
 }
 
+/* Opens a host connection to guest port, reads its REQUEST and refuses it;
+ * returns the host port the device picked. */
+static uint32_t host_port_of_next_connect(uint32_t port)
+{
+	int fd = host_connect(uds);
+	char line[32];
+	int n = snprintf(line, sizeof(line), "CONNECT %u\n", port);
+	CHECK(write(fd, line, (size_t)n) == n);
+	struct virtio_vsock_hdr h = {0};
+	CHECK(rx(&h, NULL));
+	CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_REQUEST);
+	tx(VIRTIO_VSOCK_OP_RST, port, h.src_port, 0, NULL);
+	close(fd);
+	return h.src_port;
+}
+
+/* Saves the device and loads the payload back at once (the queues stay
+ * where they are), with its layout and last u32 (next_port) replaced when
+ * not 0; drop_last loads it without that u32. */
+static int reload_vsock(uint32_t layout, uint32_t next_port, bool drop_last)
+{
+	struct vm_device *d = &vm.devices[vm.nr_devices - 1];
+	struct snap_w w;
+	size_t start, plen;
+	CHECK_EQ_INT(fake_save_device(d, &w, dir, &start, &plen), 0);
+	uint8_t *p = (uint8_t *)w.b.data + start;
+	if (layout)
+		memcpy(p, &layout, 4);
+	if (next_port)
+		memcpy(p + plen - 4, &next_port, 4);
+	char err[256] = "";
+	int rc = d->load(d->dev, p, drop_last ? plen - 4 : plen, err, sizeof(err));
+	snap_w_free(&w);
+	return rc;
+}
+
+/* A clone must not reuse the host ports of the snapshotted process: until
+ * the guest handles the transport reset it may still hold an established
+ * socket with those ports, and it drops a REQUEST that matches one. */
+TEST(restore_goes_on_numbering_host_ports)
+{
+	setup();
+	uint32_t last = host_port_of_next_connect(6000);
+	CHECK_EQ_INT(reload_vsock(0, 0, false), 0);
+	CHECK_EQ_INT(host_port_of_next_connect(6000), last + 1);
+	CHECK_EQ_INT(reload_vsock(0, 40000, false), 0);
+	CHECK_EQ_INT(host_port_of_next_connect(6000), 40000);
+	/* Layout 1 has no port: numbering starts over. */
+	CHECK_EQ_INT(reload_vsock(1, 0, true), 0);
+	CHECK_EQ_INT(host_port_of_next_connect(6000), 1024);
+	CHECK_EQ_INT(reload_vsock(3, 0, false), -1); /* a layout from the future */
+}
+
 TEST(device_reset_drops_connections)
 {
 	setup();

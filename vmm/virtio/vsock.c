@@ -50,10 +50,14 @@
 #define VSOCK_HASH	     256
 #define VSOCK_MAX_ORPHAN_RST 64
 #define VSOCK_TX_BATCH	     256
-#define CONNECT_TIMEOUT_MS   5000
-#define CONNECT_LINE_MAX     64
-#define VSOCK_STATE_VERSION  1
-#define FIRST_LOCAL_PORT     1024
+/* A guest answers a REQUEST at once, with RST when nothing listens; no
+ * answer means its vCPUs did not run (a host starved of CPU, e.g. many
+ * guests starting at once under nested emulation) or it hangs. 20 s gives the
+ * first case room without keeping a client of a hung guest for long. */
+#define CONNECT_TIMEOUT_MS  20000
+#define CONNECT_LINE_MAX    64
+#define VSOCK_STATE_VERSION 2 /* 2 adds next_port; 1 is still read */
+#define FIRST_LOCAL_PORT    1024
 
 /* Control packets a connection still has to send to the guest. */
 enum {
@@ -914,6 +918,7 @@ static int vsock_save(void *dev, struct snap_w *w)
 	snap_w_u32(w, VSOCK_STATE_VERSION);
 	virtio_transport_save(&vs->vd, w);
 	snap_w_u64(w, vs->guest_cid);
+	snap_w_u32(w, vs->next_port);
 	return 0;
 }
 
@@ -923,18 +928,24 @@ static int vsock_load(void *dev, const void *data, size_t len, char *err, size_t
 	struct snap_cur c;
 	snap_cur_init(&c, data, len);
 	uint32_t version = snap_cur_u32(&c);
-	if (c.bad || version != VSOCK_STATE_VERSION) {
-		snprintf(err, errsz, "%s state: layout %u, this VMM reads %u", vs->vd.name, version,
+	if (c.bad || version < 1 || version > VSOCK_STATE_VERSION) {
+		snprintf(err, errsz, "%s state: layout %u, this VMM reads 1 to %u", vs->vd.name, version,
 			 VSOCK_STATE_VERSION);
 		return -1;
 	}
 	if (virtio_transport_load(&vs->vd, &c, err, errsz) < 0)
 		return -1;
 	(void)snap_cur_u64(&c); /* the saved CID: the guest re-reads ours on the reset event */
+	uint32_t next_port = version >= 2 ? snap_cur_u32(&c) : FIRST_LOCAL_PORT;
 	if (c.bad || c.left) {
 		snprintf(err, errsz, "%s state: truncated or corrupt", vs->vd.name);
 		return -1;
 	}
+	/* Go on numbering host ports where the snapshotted process stopped:
+	 * the guest may still hold sockets of that process's connections
+	 * until it has handled the transport reset, and Linux silently drops
+	 * a REQUEST whose ports match a socket it thinks is established. */
+	vs->next_port = next_port >= FIRST_LOCAL_PORT && next_port != 0xffffffffu ? next_port : FIRST_LOCAL_PORT;
 	return 0;
 }
 

@@ -11,10 +11,19 @@
 // (the proxy again, for a raw request after the kill), CUBE_GUEST_RELEASE (the
 // guest kernel's `uname -r`, when known).
 //
-// Prints one "ok STEP detail" line per step and "flow: PASS" at the end; a
+// Steps: create (metadata, envVars), commands, files, list by metadata,
+// setTimeout, getMetrics, getHost to a busybox httpd in the sandbox, access
+// tokens (secure by default; a wrong X-Access-Token is refused), pause then
+// connect (the file still there, commands still working), kill, expiry after
+// a short setTimeout, N concurrent creates (CUBE_SDK_CONCURRENT), a wrong API key, an unknown
+// template.
+//
+// Prints one "ok STEP detail" line per step ("gap STEP detail" for a known
+// missing feature: getHost until the guest has a port bridge) and "flow: PASS" at the end; a
 // failure prints "flow: FAIL ..." and exits 1.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import http from 'node:http'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 
@@ -47,10 +56,170 @@ async function proxyStatus(id) {
   return [r.status, await r.text()]
 }
 
+/** [status, body] of one raw HTTP request (node:http: fetch cannot set Host). */
+function request(url, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, timeout: 30_000 }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => (text += d))
+      res.on('end', () => resolve([res.statusCode, text]))
+    })
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: timed out`)))
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** getMetrics(): one sample with the VMM's figures. */
+async function metrics(sbx) {
+  const got = await sbx.getMetrics(REQ)
+  check(got.length === 1, `getMetrics: ${JSON.stringify(got)}`)
+  const m = got[0]
+  const text = JSON.stringify(m)
+  check(m.cpuCount >= 1 && m.cpuUsedPct >= 0 && m.cpuUsedPct <= 100, `metrics cpu: ${text}`)
+  check(m.memTotal >= 64 << 20 && m.memUsed > 0 && m.memUsed <= m.memTotal, `metrics memory: ${text}`)
+  check(m.diskTotal > 0 && m.diskUsed >= 0 && m.timestamp instanceof Date, `metrics disk/time: ${text}`)
+  ok('metrics', `cpu ${m.cpuCount} x ${m.cpuUsedPct.toFixed(1)}%, memory ${m.memUsed >> 20} of ${m.memTotal >> 20} MiB, ` +
+    `disk layer ${Math.round(m.diskUsed / 1024)} KiB of ${Math.round(m.diskTotal / 1048576)} MiB`)
+}
+
+/** A busybox httpd started in the sandbox, reached through the proxy by the
+ *  host name getHost() gives (Host header: no DNS in header mode). */
+async function getHost(sbx, tag) {
+  const page = `served from ${sbx.sandboxId} ${tag}\n`
+  await sbx.files.write('/tmp/www/index.html', page, REQ)
+  await sbx.commands.run('busybox httpd -f -p 8080 -h /tmp/www', { background: true, ...REQ })
+  const host = sbx.getHost(8080)
+  check(host === `8080-${sbx.sandboxId}.${process.env.E2B_DOMAIN}`, `getHost(8080): ${host}`)
+  let status, body
+  for (let i = 0; i < 40; i++) {
+    ;[status, body] = await request(process.env.CUBE_PROXY_URL + '/index.html', { headers: { Host: host } })
+    if (status === 200) break
+    await sleep(500) // the server needs a moment to listen
+  }
+  if (status === 502 && body.includes('port is not open')) {
+    // The guest agent listens on vsock for its own ports only; the bridge to
+    // other guest ports is still to come. Reported, not hidden.
+    console.log(`gap getHost: ${host} -> 502 port is not open (no guest port bridge yet)`)
+    return
+  }
+  check(status === 200 && body === page, `GET http://${host}/index.html: ${status} ${JSON.stringify(body)}`)
+  ok('getHost', `${host} served ${body.length} bytes through the proxy`)
+}
+
+/** secure is the default: the record has an envd token, the agent refuses a
+ *  request without it or with a wrong one. */
+async function accessToken(sbx) {
+  const [st, info] = await request(`${process.env.E2B_API_URL}/sandboxes/${sbx.sandboxId}`, {
+    headers: { 'X-API-Key': process.env.E2B_API_KEY },
+  })
+  check(st === 200, `GET /sandboxes/${sbx.sandboxId}: ${st} ${info}`)
+  const token = JSON.parse(info).envdAccessToken
+  check(token, `no envdAccessToken: the sandbox is not secured: ${info}`)
+  const base = { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983', 'Content-Type': 'application/json' }
+  const results = {}
+  for (const [name, tok] of [['none', null], ['wrong', '0'.repeat(token.length)], ['right', token]]) {
+    const headers = tok ? { ...base, 'X-Access-Token': tok } : base
+    results[name] = await request(process.env.CUBE_PROXY_URL + '/process.Process/List', {
+      method: 'POST',
+      headers,
+      body: '{}',
+    })
+  }
+  check(results.none[0] === 401 && results.wrong[0] === 401, `without/wrong token: ${JSON.stringify(results)}`)
+  check(results.right[0] === 200, `with the token: ${JSON.stringify(results.right)}`)
+  ok('accessToken', 'secure by default; no token 401, wrong token 401, right token 200')
+}
+
+/** pause (the proxy then answers 502), connect: the file written before is
+ *  still there and commands work. Returns the connected Sandbox. */
+async function pauseConnect(sbx, file, payload) {
+  let t0 = Date.now()
+  check((await sbx.pause(REQ)) !== false, 'pause returned false (already paused?)')
+  const paused = (Date.now() - t0) / 1000
+  const [status, body] = await proxyStatus(sbx.sandboxId)
+  check(status === 502, `proxy while paused: ${status} ${body}`)
+  const listed = (await Sandbox.list({ query: { state: ['paused'] }, ...REQ }).nextItems()).filter(
+    (s) => s.sandboxId === sbx.sandboxId,
+  )
+  check(listed.length === 1 && listed[0].state === 'paused', `list state=paused: ${JSON.stringify(listed)}`)
+  t0 = Date.now()
+  const again = await Sandbox.connect(sbx.sandboxId, REQ)
+  const resumed = (Date.now() - t0) / 1000
+  check(again.sandboxId === sbx.sandboxId, `connect gave ${again.sandboxId}`)
+  const back = await again.files.read(file, REQ)
+  check(back === payload, `after resume files.read: ${JSON.stringify(back)}, want ${JSON.stringify(payload)}`)
+  const r = await again.commands.run(`cat ${file}; echo resumed`, { timeoutMs: 120_000, ...REQ })
+  check(r.exitCode === 0 && r.stdout === payload + 'resumed\n', `after resume commands.run: ${JSON.stringify(r)}`)
+  ok('pauseConnect', `paused in ${paused.toFixed(2)} s (proxy 502, listed paused), connected in ${resumed.toFixed(2)} s, ` +
+    'file and commands intact')
+  return again
+}
+
+/** setTimeout(short): the TTL ends the sandbox (isRunning false, not listed). */
+async function expiry(tag) {
+  const sbx = await Sandbox.create('base', { metadata: { suite: 'image-sdk', run: tag + '-ttl' }, timeoutMs: 120_000, ...REQ })
+  const t0 = Date.now()
+  try {
+    check((await sbx.commands.run('true', REQ)).exitCode === 0, 'command in the TTL sandbox')
+    await sbx.setTimeout(3_000, REQ)
+    while (await sbx.isRunning({ requestTimeoutMs: 60_000 })) {
+      check(Date.now() - t0 < 60_000, 'still running 60 s after setTimeout(3 s)')
+      await sleep(500)
+    }
+  } catch (e) {
+    await sbx.kill(REQ).catch(() => {})
+    throw e
+  }
+  const gone = (Date.now() - t0) / 1000
+  const found = await Sandbox.list({ query: { metadata: { run: tag + '-ttl' } }, ...REQ }).nextItems()
+  check(found.length === 0, `list after expiry: ${JSON.stringify(found)}`)
+  ok('expiry', `setTimeout(3 s): gone after ${gone.toFixed(1)} s, not listed`)
+}
+
+/** n creates at once (Promise.all), each runs a command, then all are killed. */
+async function concurrent(tag, n) {
+  const query = { query: { metadata: { run: tag + '-many' } }, ...REQ }
+  const t0 = Date.now()
+  const settled = await Promise.allSettled(
+    Array.from({ length: n }, async (_, i) => {
+      const s = await Sandbox.create('base', {
+        metadata: { suite: 'image-sdk', run: tag + '-many' },
+        envs: { CUBE_N: String(i) },
+        timeoutMs: 300_000,
+        ...REQ,
+      })
+      try {
+        const r = await s.commands.run('echo $CUBE_N', { timeoutMs: 120_000, ...REQ })
+        return [s, r.stdout.trim()]
+      } catch (e) {
+        await s.kill(REQ).catch(() => {})
+        throw e
+      }
+    }),
+  )
+  const took = (Date.now() - t0) / 1000
+  const made = settled.filter((x) => x.status === 'fulfilled').map((x) => x.value)
+  const failed = settled.filter((x) => x.status === 'rejected').map((x) => String(x.reason))
+  const listed = (await Sandbox.list(query).nextItems()).length
+  const killed = await Promise.all(made.map(([s]) => s.kill(REQ).then(() => true, () => false)))
+  const left = await Sandbox.list(query).nextItems()
+  check(left.length === 0, `after killing all: ${JSON.stringify(left)}`)
+  check(killed.every(Boolean), `killed ${JSON.stringify(killed)}`)
+  check(made.every(([, o]) => /^\d+$/.test(o) && Number(o) < n), `outputs: ${JSON.stringify(made.map(([, o]) => o))}`)
+  check(new Set(made.map(([, o]) => o)).size === made.length, 'two sandboxes saw the same CUBE_N')
+  check(failed.length === 0, `${failed.length} of ${n} concurrent creates failed: ${failed.slice(0, 3).join(' | ')}`)
+  check(listed === made.length, `listed ${listed} of ${made.length} made`)
+  ok('concurrent', `${n} creates + a command each in ${took.toFixed(1)} s, all listed, all killed`)
+}
+
 async function lifecycle(tag) {
   const value = 'js-' + crypto.randomBytes(6).toString('hex')
   const t0 = Date.now()
-  const sbx = await Sandbox.create('base', {
+  let sbx = await Sandbox.create('base', {
     metadata: { suite: 'image-sdk', run: tag },
     envs: { CUBE_VAR: value },
     timeoutMs: 120_000,
@@ -88,6 +257,11 @@ async function lifecycle(tag) {
     const moved = (after.getTime() - before.getTime()) / 1000
     check(moved > 300, `setTimeout: end ${before.toISOString()} -> ${after.toISOString()}`)
     ok('setTimeout', `end moved by ${moved.toFixed(0)} s`)
+
+    await metrics(sbx)
+    await getHost(sbx, tag)
+    await accessToken(sbx)
+    sbx = await pauseConnect(sbx, '/tmp/cube-sdk/hello.txt', payload)
   } catch (e) {
     await sbx.kill(REQ).catch(() => {})
     throw e
@@ -124,6 +298,13 @@ async function errors(tag) {
 try {
   const tag = crypto.randomBytes(4).toString('hex')
   await lifecycle(tag)
+  // The many-restore steps: see FULL in image/tests/test_sdk.py.
+  if (process.env.CUBE_SDK_FULL === '1') {
+    await expiry(tag)
+    await concurrent(tag, Number(process.env.CUBE_SDK_CONCURRENT || 20))
+  } else {
+    console.log('skip expiry, concurrent (CUBE_SDK_FULL=1 runs them)')
+  }
   await errors(tag)
   console.log('flow: PASS')
 } catch (e) {

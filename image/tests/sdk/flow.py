@@ -6,10 +6,20 @@ on :80), E2B_API_KEY (the first-boot admin key), E2B_DOMAIN, and
 CUBE_PROXY_URL (the proxy again, for a raw request after the kill),
 CUBE_GUEST_RELEASE (the guest kernel's `uname -r`, when known).
 
-Prints one "ok STEP detail" line per step and "flow: PASS" at the end; any
+Steps: create (metadata, envVars), commands, files, list by metadata,
+set_timeout, metrics, get_host to a busybox httpd in the sandbox, access
+tokens (secure by default; a wrong X-Access-Token is refused), pause then
+connect (the file still there, commands still working), kill, expiry after a
+short set_timeout, N concurrent creates (CUBE_SDK_CONCURRENT), a wrong API key, an unknown
+template.
+
+Prints one "ok STEP detail" line per step ("gap STEP detail" for a known
+missing feature: get_host until the guest has a port bridge) and "flow: PASS"
+at the end; any
 failure raises (non-zero exit, traceback on stderr).
 """
 import importlib.metadata
+import concurrent.futures
 import json
 import os
 import secrets
@@ -18,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 
-from e2b import AuthenticationException, NotFoundException, Sandbox, SandboxException, SandboxQuery
+from e2b import AuthenticationException, NotFoundException, Sandbox, SandboxException, SandboxQuery, SandboxState
 
 # Under TCG with nested KVM every call is slow-ish: generous request timeouts.
 REQ = {"request_timeout": 120}
@@ -33,15 +43,152 @@ def check(cond, what):
         raise AssertionError(what)
 
 
-def proxy_status(sandbox_id):
-    """Status and body of a raw GET /health through the proxy, in header mode."""
-    req = urllib.request.Request(os.environ["CUBE_PROXY_URL"] + "/health",
-                                 headers={"E2b-Sandbox-Id": sandbox_id, "E2b-Sandbox-Port": "49983"})
+def http(url, headers, method="GET", body=None):
+    """(status, body text) of one raw HTTP request."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
+
+
+def proxy_status(sandbox_id):
+    """Status and body of a raw GET /health through the proxy, in header mode."""
+    return http(os.environ["CUBE_PROXY_URL"] + "/health",
+                {"E2b-Sandbox-Id": sandbox_id, "E2b-Sandbox-Port": "49983"})
+
+
+def metrics(sbx):
+    """get_metrics(): one sample with the VMM's figures."""
+    got = sbx.get_metrics(**REQ)
+    check(len(got) == 1, "get_metrics: %r" % (got,))
+    m = got[0]
+    check(m.cpu_count >= 1 and 0 <= m.cpu_used_pct <= 100, "metrics cpu: %r" % (m,))
+    check(m.mem_total >= 64 << 20 and 0 < m.mem_used <= m.mem_total, "metrics memory: %r" % (m,))
+    check(m.disk_total > 0 and m.disk_used >= 0, "metrics disk: %r" % (m,))
+    ok("metrics", "cpu %d x %.1f%%, memory %d of %d MiB, disk layer %d KiB of %d MiB" % (
+        m.cpu_count, m.cpu_used_pct, m.mem_used >> 20, m.mem_total >> 20, m.disk_used >> 10, m.disk_total >> 20))
+
+
+def get_host(sbx, tag):
+    """A busybox httpd started in the sandbox, reached through the proxy by
+    the host name get_host() gives (Host header: no DNS in header mode)."""
+    page = "served from %s %s\n" % (sbx.sandbox_id, tag)
+    sbx.files.write("/tmp/www/index.html", page, request_timeout=120)
+    sbx.commands.run("busybox httpd -f -p 8080 -h /tmp/www", background=True, request_timeout=120)
+    host = sbx.get_host(8080)
+    check(host == "8080-%s.%s" % (sbx.sandbox_id, os.environ["E2B_DOMAIN"]), "get_host(8080): %r" % host)
+    status, body = None, None
+    for _ in range(40):  # the server needs a moment to listen
+        status, body = http(os.environ["CUBE_PROXY_URL"] + "/index.html", {"Host": host})
+        if status == 200:
+            break
+        time.sleep(0.5)
+    if status == 502 and "port is not open" in body:
+        # The guest agent listens on vsock for its own ports only; the bridge
+        # to other guest ports is still to come. Reported, not hidden.
+        print("gap get_host: %s -> 502 port is not open (no guest port bridge yet)" % host, flush=True)
+        return
+    check(status == 200 and body == page, "GET http://%s/index.html: %s %r" % (host, status, body))
+    ok("get_host", "%s served %d bytes through the proxy" % (host, len(body)))
+
+
+def access_token(sbx):
+    """secure is the default: the record has an envd token, the agent
+    refuses a request without it or with a wrong one."""
+    status, body = http(os.environ["E2B_API_URL"] + "/sandboxes/" + sbx.sandbox_id,
+                        {"X-API-Key": os.environ["E2B_API_KEY"]})
+    check(status == 200, "GET /sandboxes/%s: %s %s" % (sbx.sandbox_id, status, body))
+    token = json.loads(body).get("envdAccessToken")
+    check(token, "no envdAccessToken: the sandbox is not secured: %s" % body)
+    url = os.environ["CUBE_PROXY_URL"] + "/process.Process/List"
+    base = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983", "Content-Type": "application/json"}
+    results = {}
+    for name, tok in (("none", None), ("wrong", "0" * len(token)), ("right", token)):
+        headers = dict(base, **({"X-Access-Token": tok} if tok else {}))
+        results[name] = http(url, headers, "POST", b"{}")
+    check(results["none"][0] == 401 and results["wrong"][0] == 401, "without/wrong token: %r" % results)
+    check(results["right"][0] == 200, "with the token: %r" % (results["right"],))
+    ok("access_token", "secure by default; no token 401, wrong token 401, right token 200")
+
+
+def pause_connect(sbx, path, payload):
+    """pause (the proxy then answers 502), connect: the file written before is
+    still there and commands work. Returns the connected Sandbox."""
+    t0 = time.monotonic()
+    check(sbx.pause(**REQ) is not False, "pause returned False (already paused?)")
+    paused = time.monotonic() - t0
+    status, body = proxy_status(sbx.sandbox_id)
+    check(status == 502, "proxy while paused: %d %s" % (status, body))
+    info = [s for s in Sandbox.list(query=SandboxQuery(state=[SandboxState.PAUSED]), **REQ).next_items()
+            if s.sandbox_id == sbx.sandbox_id]
+    check(info and str(getattr(info[0].state, "value", info[0].state)).lower() == "paused",
+          "list state=paused: %r" % info)
+    t0 = time.monotonic()
+    again = Sandbox.connect(sbx.sandbox_id, **REQ)
+    resumed = time.monotonic() - t0
+    check(again.sandbox_id == sbx.sandbox_id, "connect gave %s" % again.sandbox_id)
+    back = again.files.read(path, request_timeout=120)
+    check(back == payload, "after resume files.read: %r, want %r" % (back, payload))
+    r = again.commands.run("cat %s; echo resumed" % path, timeout=120, request_timeout=120)
+    check(r.exit_code == 0 and r.stdout == payload + "resumed\n", "after resume commands.run: %r" % (r,))
+    ok("pause_connect", "paused in %.2f s (proxy 502, listed paused), connected in %.2f s, file and commands intact" % (
+        paused, resumed))
+    return again
+
+
+def expiry(tag):
+    """set_timeout(short): the TTL ends the sandbox (is_running false, not listed)."""
+    sbx = Sandbox.create(template="base", timeout=120, metadata={"suite": "image-sdk", "run": tag + "-ttl"}, **REQ)
+    try:
+        check(sbx.commands.run("true", request_timeout=120).exit_code == 0, "command in the TTL sandbox")
+        t0 = time.monotonic()
+        sbx.set_timeout(3, **REQ)
+        while sbx.is_running(request_timeout=60):
+            check(time.monotonic() - t0 < 60, "still running 60 s after set_timeout(3)")
+            time.sleep(0.5)
+        gone = time.monotonic() - t0
+    except BaseException:
+        sbx.kill(**REQ)
+        raise
+    found = Sandbox.list(query=SandboxQuery(metadata={"run": tag + "-ttl"}), **REQ).next_items()
+    check(not found, "list after expiry: %r" % found)
+    ok("expiry", "set_timeout(3): gone after %.1f s, not listed" % gone)
+
+
+def concurrent_creates(tag, n):
+    """n creates at once, each sandbox runs a command, then all are killed."""
+    def one(i):
+        s = Sandbox.create(template="base", timeout=300, metadata={"suite": "image-sdk", "run": tag + "-many"},
+                           envs={"CUBE_N": str(i)}, **REQ)
+        try:
+            r = s.commands.run("echo $CUBE_N", timeout=120, request_timeout=120)
+        except BaseException:
+            s.kill(**REQ)
+            raise
+        return s, r.stdout.strip()
+
+    t0 = time.monotonic()
+    made, errors = [], []
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        for f in [ex.submit(one, i) for i in range(n)]:
+            try:
+                made.append(f.result())
+            except Exception as e:  # every sandbox is still killed below
+                errors.append(e)
+    took = time.monotonic() - t0
+    listed = len(Sandbox.list(query=SandboxQuery(metadata={"run": tag + "-many"}), **REQ).next_items())
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        killed = list(ex.map(lambda sr: sr[0].kill(**REQ), made))
+    left = Sandbox.list(query=SandboxQuery(metadata={"run": tag + "-many"}), **REQ).next_items()
+    check(not left, "after killing all: %r" % left)
+    check(all(killed), "killed %r" % killed)
+    outs = [out for _, out in made]
+    check(all(o.isdigit() and int(o) < n for o in outs) and len(set(outs)) == len(outs), "outputs: %r" % outs)
+    check(not errors, "%d of %d concurrent creates failed: %r" % (len(errors), n, errors[:3]))
+    check(listed == len(made), "listed %d of %d made" % (listed, len(made)))
+    ok("concurrent", "%d creates + a command each in %.1f s, all listed, all killed" % (n, took))
 
 
 def main():
@@ -82,6 +229,11 @@ def main():
         after = sbx.get_info(**REQ).end_at
         check((after - before).total_seconds() > 300, "set_timeout: end %s -> %s" % (before, after))
         ok("set_timeout", "end moved by %.0f s" % (after - before).total_seconds())
+
+        metrics(sbx)
+        get_host(sbx, tag)
+        access_token(sbx)
+        sbx = pause_connect(sbx, "/tmp/cube-sdk/hello.txt", payload)
     except BaseException:
         sbx.kill(**REQ)
         raise
@@ -93,6 +245,13 @@ def main():
           "proxy after kill: %d %s" % (status, body))
     check(Sandbox.kill(sbx.sandbox_id, **REQ) is False, "a second kill should find nothing")
     ok("kill", "is_running() false, proxy 502, second kill false")
+
+    # The many-restore steps: see FULL in image/tests/test_sdk.py.
+    if os.environ.get("CUBE_SDK_FULL") == "1":
+        expiry(tag)
+        concurrent_creates(tag, int(os.environ.get("CUBE_SDK_CONCURRENT", "20")))
+    else:
+        print("skip expiry, concurrent (CUBE_SDK_FULL=1 runs them)", flush=True)
 
     try:
         Sandbox.create(template="base", api_key="e2b_" + "0" * 40, **REQ)
