@@ -328,20 +328,7 @@ int registry_load(const char *state_dir, const char *id, struct sandbox *rec)
 
 int registry_mkdir_p(const char *path)
 {
-	char tmp[4096];
-	if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+	return dir_make_all(path, 0755);
 }
 
 int registry_save(const char *state_dir, const struct sandbox *rec)

@@ -37,6 +37,7 @@
 #include "../lib/http.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
+#include "../lib/fileio.h"
 #include "../lib/loop.h"
 
 extern char **environ;
@@ -84,24 +85,6 @@ static int path_join(char *out, const char *dir, const char *name)
 {
 	int n = snprintf(out, VM_PATH_MAX, "%s/%s", dir, name);
 	return n > 0 && n < VM_PATH_MAX ? 0 : -1;
-}
-
-static int mkdir_p(const char *dir, mode_t mode)
-{
-	char p[VM_PATH_MAX];
-	if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
-			return -1;
-		*s = '/';
-	}
-	return mkdir(p, mode) < 0 && errno != EEXIST ? -1 : 0;
 }
 
 /* Removes a flat directory (snapshots and run dirs have no subdirectories). */
@@ -664,7 +647,7 @@ static pid_t restore_sandbox(const struct vm_spec *s, const struct vm_paths *p, 
 		seterr(err, errsz, "sandbox=%s: %s", s->id, why);
 		return -1;
 	}
-	if (mkdir_p(s->run_dir, 0700) < 0 || mkdir_p(s->sandbox_dir, 0700) < 0) {
+	if (dir_make_all(s->run_dir, 0700) < 0 || dir_make_all(s->sandbox_dir, 0700) < 0) {
 		seterr(err, errsz, "sandbox=%s: cannot make %s or %s: %s", s->id, s->run_dir, s->sandbox_dir,
 		       strerror(errno));
 		return -1;
@@ -769,7 +752,7 @@ pid_t vm_prestart(const struct vm_spec *s, char *err, size_t errsz)
 		       s->template_dir ? s->template_dir : "(none)");
 		return -1;
 	}
-	if (mkdir_p(s->run_dir, 0700) < 0 || mkdir_p(s->sandbox_dir, 0700) < 0) {
+	if (dir_make_all(s->run_dir, 0700) < 0 || dir_make_all(s->sandbox_dir, 0700) < 0) {
 		seterr(err, errsz, "sandbox=%s: cannot make %s or %s: %s", s->id, s->run_dir, s->sandbox_dir,
 		       strerror(errno));
 		return -1;
@@ -1002,7 +985,7 @@ static int build_prepare(struct build *b, char *err, size_t errsz)
 	if (make_paths(&spec, &b->p, err, errsz) < 0)
 		return -1;
 	snprintf(b->layer, sizeof b->layer, "%s", b->p.layer);
-	if (mkdir_p(b->template_dir, 0755) < 0) {
+	if (dir_make_all(b->template_dir, 0755) < 0) {
 		seterr(err, errsz, "cannot make %s: %s", b->template_dir, strerror(errno));
 		return -1;
 	}

@@ -17,24 +17,6 @@
 #include "ca.h"
 #include "passwd.h"
 
-static int mkdir_p(const char *path)
-{
-	char tmp[4096];
-	if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 int config_write(const struct config *c, const char *name, const char *data, size_t len)
 {
 	return config_write_mode(c, name, data, len, 0600);
@@ -196,7 +178,7 @@ int config_open(struct config *c, const char *dir, unsigned iterations, struct f
 	c->dir = strdup(dir);
 	c->iterations = iterations ? iterations : PASSWD_ITERATIONS;
 	c->durable = true;
-	if (mkdir_p(dir) < 0)
+	if (dir_make_all(dir, 0700) < 0)
 		return -1;
 	if (load_or_make_hostname(c, fb) < 0 || make_password_if_missing(c, fb) < 0 ||
 	    make_admin_key_if_missing(c, fb) < 0)

@@ -108,3 +108,21 @@ char *file_read_all(const char *path, size_t max, size_t *len)
 	buf_commit(&b, 0);
 	return buf_steal(&b);
 }
+
+int dir_make_all(const char *path, mode_t mode)
+{
+	char p[4096];
+	if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return -1;
+		*s = '/';
+	}
+	return mkdir(p, mode) < 0 && errno != EEXIST ? -1 : 0;
+}

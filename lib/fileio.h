@@ -31,4 +31,9 @@ int file_replace(const char *path, const void *p, size_t n, mode_t mode, bool du
  * reader allocate without bound. NULL with errno set on failure. */
 char *file_read_all(const char *path, size_t max, size_t *len);
 
+/* mkdir -p: makes path and every missing directory above it, each with mode
+ * (less the umask); directories that exist are left as they are. 0, or -1
+ * with errno set (ENAMETOOLONG beyond 4095 bytes). */
+int dir_make_all(const char *path, mode_t mode);
+
 #endif

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../lib/fileio.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "config.h"
@@ -124,26 +125,6 @@ static void put_blob(struct snap_w *w, const void *p, uint32_t len)
 {
 	snap_w_u32(w, len);
 	snap_w_put(w, p, len);
-}
-
-static int mkdir_p(const char *dir)
-{
-	char p[4096];
-	if (snprintf(p, sizeof(p), "%s", dir) >= (int)sizeof(p)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			return -1;
-		*s = '/';
-	}
-	if (mkdir(p, 0755) < 0 && errno != EEXIST)
-		return -1;
-	return 0;
 }
 
 /* --- SNAP_CONFIG: u32 layout, then the config as JSON with "devices" ------ */
@@ -496,7 +477,7 @@ int snapshot_save(struct vm *vm, const char *dir, char *err, size_t errsz)
 {
 	if (!vm->cfg)
 		return HOST_ERR("snapshot: the VM has no configuration");
-	if (mkdir_p(dir) < 0)
+	if (dir_make_all(dir, 0755) < 0)
 		return HOST_ERR("creating %s: %s", dir, strerror(errno));
 	char state[4096];
 	path_in(state, sizeof(state), dir, SNAPSHOT_STATE_FILE);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,6 +75,38 @@ TEST(write_full_reports_a_closed_pipe)
 }
 
 /* Works in a directory of its own: another test removes the shared one. */
+TEST(dir_make_all_makes_every_missing_level)
+{
+	char d[] = "/tmp/test_fileio_dirs.XXXXXX";
+	CHECK(mkdtemp(d) != NULL);
+	char path[128];
+	snprintf(path, sizeof path, "%s/a/b/c/", d);
+	mode_t old = umask(022);
+	CHECK_EQ_INT(dir_make_all(path, 0700), 0);
+	CHECK_EQ_INT(dir_make_all(path, 0700), 0); /* existing: fine */
+	umask(old);
+	struct stat st;
+	snprintf(path, sizeof path, "%s/a/b/c", d);
+	CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+	snprintf(path, sizeof path, "%s/a", d);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700);
+	/* A file in the way is an error, not silently accepted. */
+	snprintf(path, sizeof path, "%s/f", d);
+	CHECK_EQ_INT(file_replace(path, "x", 1, 0644, false), 0);
+	snprintf(path, sizeof path, "%s/f/g", d);
+	errno = 0;
+	CHECK_EQ_INT(dir_make_all(path, 0700), -1);
+	CHECK_EQ_INT(errno, ENOTDIR);
+	char longp[5000];
+	memset(longp, 'x', sizeof longp - 1);
+	longp[sizeof longp - 1] = '\0';
+	CHECK_EQ_INT(dir_make_all(longp, 0700), -1);
+	CHECK_EQ_INT(errno, ENAMETOOLONG);
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+	CHECK_EQ_INT(system(cmd), 0);
+}
+
 TEST(read_all_reads_whole_file_up_to_max)
 {
 	char d[] = "/tmp/test_fileio_read.XXXXXX";
