@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
+
 #define WINDOW_MIN (64u << 10)
 #define WINDOW_MAX (1u << 20)
 #define HISTORY	   32768u /* the largest deflate distance */
@@ -495,21 +497,7 @@ int gunzip(const void *in, size_t n, gunzip_sink sink, void *ctx, uint64_t max_o
 
 static int fd_sink(void *ctx, const void *p, size_t n)
 {
-	int fd = *(int *)ctx;
-	const char *c = p;
-	while (n) {
-		ssize_t w = write(fd, c, n > (1u << 30) ? (1u << 30) : n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return -1;
-		}
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
+	return write_full(*(int *)ctx, p, n);
 }
 
 int gunzip_to_fd(const void *in, size_t n, int fd, uint64_t max_out, uint64_t *out_len, char *err, size_t errsz)
