@@ -26,11 +26,7 @@ done
 # The same accelerator choice as image/test.sh and image/run.sh.
 # shellcheck source=qemu-tests/accel.sh
 . "$REPO/qemu-tests/accel.sh"
-if [ -n "${ACCEL:-}" ]; then
-	ACCEL_NAME="$ACCEL (from the environment)"
-else
-	select_accel
-fi
+accel_from_env_or_select
 
 TMP=$(mktemp -d /tmp/cubeos-api-bench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT

@@ -28,11 +28,7 @@ done
 
 # shellcheck source=qemu-tests/accel.sh
 . "$REPO/qemu-tests/accel.sh"
-if [ -n "${ACCEL:-}" ]; then
-	ACCEL_NAME="$ACCEL (from the environment)"
-else
-	select_accel
-fi
+accel_from_env_or_select
 
 TMP=$(mktemp -d /tmp/cubeos-image-bench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT

@@ -43,11 +43,7 @@ command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (r
 
 # The accelerator choice is the test harness's (qemu-tests/accel.sh).
 . "$(dirname "${BASH_SOURCE[0]}")/../qemu-tests/accel.sh"
-if [ -n "${ACCEL:-}" ]; then
-	ACCEL_NAME="$ACCEL (from the environment)"
-else
-	select_accel
-fi
+accel_from_env_or_select
 
 firmware=()
 case $FIRMWARE in

@@ -46,11 +46,7 @@ PYTHON=/usr/bin/python3
 # The same accelerator choice as image/run.sh and the nested tests.
 # shellcheck source=qemu-tests/accel.sh
 . "$REPO/qemu-tests/accel.sh"
-if [ -n "${ACCEL:-}" ]; then
-	ACCEL_NAME="$ACCEL (from the environment)"
-else
-	select_accel
-fi
+accel_from_env_or_select
 
 TMP=$(mktemp -d /tmp/cubeos-image-test.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT

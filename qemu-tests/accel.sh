@@ -1,4 +1,4 @@
-# accel.sh - sourced by the QEMU runners (qemu-tests/run.sh, image/run.sh):
+# accel.sh - sourced by the QEMU runners (qemu-tests/run.sh, image/*.sh):
 # sets ACCEL (QEMU arguments) and ACCEL_NAME (for the log).
 #
 # KVM only when the host's KVM is real VMX/SVM with nesting, so that the
@@ -18,5 +18,15 @@ select_accel() {
 		ACCEL="-accel tcg,thread=multi -cpu EPYC,+svm"
 		ACCEL_NAME="tcg ($([ -e /sys/module/kvm_pvm ] && echo "host KVM is PVM" ||
 			([ -e /dev/kvm ] && echo "host KVM without nesting" || echo "no host KVM")))"
+	fi
+}
+
+# The image runners let the environment choose: ACCEL set by the caller is
+# kept as it is, else select_accel decides.
+accel_from_env_or_select() {
+	if [ -n "${ACCEL:-}" ]; then
+		ACCEL_NAME="$ACCEL (from the environment)"
+	else
+		select_accel
 	fi
 }
