@@ -3,6 +3,8 @@
 #   build/cube-proxy  the sandbox proxy (:80, TLS :443): E2B routing to the agent over vsock
 #                     (api/main_proxy.c)
 #   build/cube-dns    the DNS responder (:53) for <domain> and *.<domain> (api/main_dns.c)
+#   build/cube-oci    a container image (registry or tarball) -> template ext4 rootfs (api/main_oci.c)
+#   build/cube        the CLI, also build/cubemastercli (api/tools/cube.c + api/cli*.c)
 # Every api/*.c other than the main_*.c files goes into the daemons (build/libapi.a), the unit tests
 # (api/tests/test_*.c, ASan/UBSan, glibc) and the fuzzers (api/fuzz/fuzz_*.c).
 API_SRCS     := $(wildcard api/*.c)
@@ -23,6 +25,9 @@ $(API_SRCS:%.c=$(BUILD)/%.o): $(API_HDRS)
 API_HOST_TLS_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto
 $(BUILD)/api/proxy_tls.o: CFLAGS += $(MBEDTLS_CFLAGS)
 $(BUILD)/api/proxy_tls.o: | $(CUBEOS_MBEDTLS_STAMP)
+# oci_http.c: the registry client's HTTPS (cube-oci, and cube-api's image builds).
+$(BUILD)/api/oci_http.o: CFLAGS += $(MBEDTLS_CFLAGS)
+$(BUILD)/api/oci_http.o: | $(CUBEOS_MBEDTLS_STAMP)
 
 $(BUILD)/libapi.a: $(API_LIB_OBJS)
 	rm -f $@ && $(AR) rcs $@ $^
@@ -48,3 +53,17 @@ $(BUILD)/api-vmtool: $(BUILD)/api/tools/vmtool.o $(BUILD)/api/vm.o $(BUILD)/libc
 	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
 $(BUILD)/api/tools/vmtool.o: api/vm.h
 all: $(BUILD)/api-vmtool
+
+# cube (alias cubemastercli, a symlink): the CLI, api/cli*.c from libapi.a.
+$(BUILD)/cube: $(BUILD)/api/tools/cube.o $(BUILD)/libapi.a $(BUILD)/libcube.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+$(BUILD)/cubemastercli: $(BUILD)/cube
+	ln -sf cube $@
+$(BUILD)/api/tools/cube.o: api/cli.h
+all: $(BUILD)/cube $(BUILD)/cubemastercli
+
+# cube-oci (api/main_oci.c) against Debian's docker-registry on loopback, over
+# HTTP and HTTPS, the ext4 checked with debugfs (api/tests/oci-registry.sh).
+.PHONY: oci-registry-test
+oci-registry-test: $(BUILD)/cube-oci $(BUILD)/cube-agent
+	bash api/tests/oci-registry.sh $(BUILD)/cube-oci $(BUILD)/cube-agent
