@@ -65,6 +65,7 @@ struct interp_exec {
 	const struct json *code;
 	const struct json *env; /* request env_vars (an object) or NULL */
 	bool running;		/* sent to the kernel */
+	bool startup;		/* the agent's own barrier after the kernel's start-up files (interp_prewarm) */
 	bool finishing;
 	uint64_t queued_ms;
 	uint64_t started_ms;
@@ -109,6 +110,7 @@ static struct {
 	struct user user;
 	unsigned long exec_seq;
 	struct loop_timer prewarm;
+	enum { WARM_NONE, WARM_STARTING, WARM_READY, WARM_FAILED } warm; /* the default python kernel */
 } interp;
 
 static const char *const languages[2] = {"python", "bash"};
@@ -271,6 +273,8 @@ static void exec_write_line(struct interp_exec *e, const char *p, size_t n)
 
 static void exec_write_output(struct interp_exec *e, const char *stream, const char *p, size_t n)
 {
+	if (e->startup && n > 0) /* nobody reads it: the log is the only place to see a broken start-up file */
+		log_info("interp.startup", "context=%s %s: %.*s", e->ctx->id, stream, (int)(n > 2000 ? 2000 : n), p);
 	if (!e->conn || n == 0)
 		return;
 	char ts[48];
@@ -361,6 +365,11 @@ static void exec_finish(struct interp_exec *e, const char *err_name, const char 
 	}
 	if (err_name)
 		exec_write_error(e, err_name, err_value);
+	if (e->startup) {
+		interp.warm = err_name ? WARM_FAILED : WARM_READY;
+		log_info("interp.startup", "context=%s default python kernel %s in %llu ms", x->id,
+			 err_name ? "failed to start" : "ready", (unsigned long long)(loop_now(L()) - e->queued_ms));
+	}
 	static const char end[] = "{\"type\":\"end_of_execution\"}\n";
 	exec_write_line(e, end, sizeof end - 1);
 	if (e->conn)
@@ -461,6 +470,10 @@ static void write_env_vars(struct jw *w, char **base_env, const struct json *req
 /* Queues the request line of e for the kernel. */
 static void kernel_request(struct kernel *k, const struct interp_exec *e)
 {
+	if (e->startup) {
+		buf_puts(&k->req_out, "{\"startup\":true}\n");
+		return;
+	}
 	struct jw w;
 	jw_init(&w, &k->req_out);
 	jw_obj(&w);
@@ -1251,6 +1264,28 @@ static void handle_context_path(struct http_conn *c, struct http_req *req, const
 }
 
 /* The upstream server allows every origin (CORSMiddleware "*"). */
+/* GET /cubeos/ready (CubeOS's own, for template builds): 503 while the
+ * default python kernel runs its start-up, else 200 with whether it is up. */
+static void handle_ready(struct http_conn *c)
+{
+	static const char *const reasons[] = {
+	    [WARM_NONE] = "no start-up kernel was started",
+	    [WARM_STARTING] = "the default python kernel is starting",
+	    [WARM_READY] = NULL,
+	    [WARM_FAILED] = "the default python kernel could not start",
+	};
+	struct buf b = BUF_INIT;
+	struct jw w;
+	jw_init(&w, &b);
+	jw_obj(&w);
+	jw_kbool(&w, "ready", interp.warm == WARM_READY);
+	if (reasons[interp.warm])
+		jw_kstr(&w, "reason", reasons[interp.warm]);
+	jw_end(&w);
+	respond_json(c, interp.warm == WARM_STARTING ? 503 : 200, &b);
+	buf_free(&b);
+}
+
 static bool cors(struct http_conn *c, const struct http_req *req)
 {
 	if (!http_req_header(req, "Origin"))
@@ -1275,6 +1310,11 @@ void interp_handle(struct http_conn *c, struct http_req *req, void *arg)
 	if (strcmp(p, "/health") == 0) {
 		if (strcmp(m, "GET") == 0)
 			http_respond(c, 200, "application/json", "\"OK\"", 4); /* FastAPI's JSON "OK" */
+		else
+			method_not_allowed(c, req, "GET");
+	} else if (strcmp(p, "/cubeos/ready") == 0) {
+		if (strcmp(m, "GET") == 0)
+			handle_ready(c);
 		else
 			method_not_allowed(c, req, "GET");
 	} else if (strcmp(p, "/execute") == 0) {
@@ -1318,12 +1358,26 @@ static void choose_user(void)
 
 /* Upstream starts the default python kernel with the server. Do it from the
  * loop right after start (a fork; python's start-up runs in parallel), so
- * the agent's own start is not slowed and the first runCode is warm. */
+ * the agent's own start is not slowed and the first runCode is warm. The
+ * kernel is started by a start-up barrier, an execution of the agent's own
+ * that the kernel answers once its start-up files ran (kernel.py): until then
+ * GET /cubeos/ready says 503, so a template build snapshots a kernel that has
+ * its modules loaded. */
 static void interp_prewarm(void *arg)
 {
 	struct interp_ctx *x = ctx_default("python");
-	if (x->k.pid == 0 && !x->head)
-		kernel_spawn(x);
+	if (x->k.pid != 0 || x->head)
+		return; /* a client was first: its cell starts the kernel */
+	struct interp_exec *e = calloc(1, sizeof *e);
+	if (!e)
+		abort();
+	e->startup = true;
+	e->ctx = x;
+	e->seq = ++interp.exec_seq;
+	e->queued_ms = e->last_write_ms = loop_now(L());
+	x->head = x->tail = e;
+	interp.warm = WARM_STARTING;
+	ctx_run_head(x);
 }
 
 void interp_init(void)

@@ -1,6 +1,6 @@
 /* templates.c - templates on disk (DIR/templates/<name>/template.json):
- * lookup for create, GET /templates and /templates/{id}, and the build of
- * the base template at first start. */
+ * lookup for create, GET /templates and /templates/{id}. The templates every
+ * appliance has are built in template_defaults.c. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +24,7 @@ void template_info_clear(struct template_info *t)
 	free(t->error);
 	free(t->created_at);
 	free(t->updated_at);
+	free(t->build_id);
 	memset(t, 0, sizeof *t);
 }
 
@@ -57,6 +58,7 @@ static int template_load(struct api *a, const char *dirname, struct template_inf
 	t->error = dup_or(json_get_str(j, "error"), NULL);
 	t->created_at = dup_or(json_get_str(j, "createdAt"), "1970-01-01T00:00:00.000Z");
 	t->updated_at = dup_or(json_get_str(j, "updatedAt"), t->created_at);
+	t->build_id = dup_or(json_get_str(j, "buildID"), NULL);
 	t->cpu_count = (int)json_get_int(j, "cpuCount", 2);
 	t->memory_mb = (int)json_get_int(j, "memoryMB", 512);
 	t->disk_size_mb = (int)json_get_int(j, "diskSizeMB", 0);
@@ -128,7 +130,7 @@ static void write_template(const struct template_info *t, struct jw *w)
 {
 	jw_obj(w);
 	jw_kstr(w, "templateID", t->id);
-	jw_kstr(w, "buildID", t->id);
+	jw_kstr(w, "buildID", t->build_id ? t->build_id : t->id);
 	jw_kint(w, "cpuCount", t->cpu_count);
 	jw_kint(w, "memoryMB", t->memory_mb);
 	jw_kint(w, "diskSizeMB", t->disk_size_mb);
@@ -219,115 +221,44 @@ bool template_route(struct api *a, struct http_conn *c, struct http_req *req)
 	return true;
 }
 
-/* --- the base template ---------------------------------------------------------- */
+/* --- template.json ------------------------------------------------------------ */
 
-struct base_job {
-	struct job job;
-	struct api *a;
-	char dir[4096];
-	char created[32];
-	int disk_mb;
-	int rc;
-	char err[512];
-};
-
-static void write_base_json(struct base_job *j, const char *state, int progress, const char *error)
+int template_file_write(const char *dir, const struct template_file *f)
 {
 	char now[32], path[4200];
 	time_format(wall_ms(), now);
-	struct buf b = BUF_INIT;
+	struct buf out = BUF_INIT;
 	struct jw w;
-	jw_init(&w, &b);
+	jw_init(&w, &out);
 	jw_obj(&w);
-	jw_kstr(&w, "templateID", "base");
-	jw_kstr(&w, "name", "base");
-	jw_kstr(&w, "state", state);
-	jw_kint(&w, "progress", progress);
-	jw_kint(&w, "cpuCount", j->a->cfg.base_cpus);
-	jw_kint(&w, "memoryMB", j->a->cfg.base_mem_mib);
-	jw_kint(&w, "diskSizeMB", j->disk_mb);
-	jw_kstr(&w, "kernel", j->a->cfg.base_kernel);
-	jw_kstr(&w, "rootfs", j->a->cfg.base_rootfs);
-	jw_kstr(&w, "createdAt", j->created);
+	jw_kstr(&w, "templateID", f->name);
+	jw_kstr(&w, "name", f->name);
+	if (f->build_id)
+		jw_kstr(&w, "buildID", f->build_id);
+	jw_kstr(&w, "state", f->state);
+	jw_kint(&w, "progress", f->progress);
+	jw_kint(&w, "cpuCount", f->cpus);
+	jw_kint(&w, "memoryMB", f->mem_mib);
+	jw_kint(&w, "diskSizeMB", f->disk_mb);
+	jw_kstr(&w, "kernel", f->kernel);
+	jw_kstr(&w, "rootfs", f->rootfs);
+	if (f->source)
+		jw_kstr(&w, "source", f->source);
+	jw_kstr(&w, "createdAt", f->created);
 	jw_kstr(&w, "updatedAt", now);
-	if (error)
-		jw_kstr(&w, "error", error);
+	if (f->error)
+		jw_kstr(&w, "error", f->error);
+	for (const struct json *m = f->extra ? f->extra->child : NULL; m; m = m->next) {
+		jw_key(&w, m->key);
+		jw_value(&w, m);
+	}
 	jw_end(&w);
-	buf_putc(&b, '\n');
-	snprintf(path, sizeof path, "%s/template.json", j->dir);
-	if (file_replace(path, b.data, b.len, 0644, true) < 0)
-		log_error("template.build", "template=base cannot write %s: %s", path, strerror(errno));
-	buf_free(&b);
-}
-
-static void base_progress(void *arg, int pct, const char *phase)
-{
-	struct base_job *j = arg;
-	log_info("template.build", "template=base %d%% %s", pct, phase ? phase : "");
-	write_base_json(j, "building", pct, NULL);
-}
-
-static void base_run(struct job *job)
-{
-	struct base_job *j = (struct base_job *)job;
-	struct api *a = j->a;
-	write_base_json(j, "building", 0, NULL);
-	j->rc = a->ops.template_build(j->dir, a->cfg.base_kernel, a->cfg.base_rootfs, a->cfg.base_cpus,
-				      a->cfg.base_mem_mib, base_progress, j, j->err, sizeof j->err);
-	if (j->rc < 0 && !j->err[0])
-		snprintf(j->err, sizeof j->err, "the build failed");
-	write_base_json(j, j->rc < 0 ? "error" : "ready", j->rc < 0 ? 0 : 100, j->rc < 0 ? j->err : NULL);
-}
-
-static void base_done(struct job *job)
-{
-	struct base_job *j = (struct base_job *)job;
-	if (j->rc < 0)
-		log_error("template.build", "template=base failed: %s", j->err);
-	else
-		log_info("template.build", "template=base ready");
-	j->a->base_building = false;
-	free(j);
-}
-
-/* The base template is missing, or a build was cut short by a restart. */
-static bool base_needs_build(struct api *a, const char *dir)
-{
-	struct template_info t;
-	char path[4200];
+	buf_putc(&out, '\n');
 	snprintf(path, sizeof path, "%s/template.json", dir);
-	if (access(path, F_OK) < 0)
-		return errno == ENOENT;
-	if (template_load(a, "base", &t) < 0)
-		return false;
-	bool stale = strcmp(t.state, "building") == 0;
-	template_info_clear(&t);
-	return stale;
-}
-
-void templates_ensure_base(struct api *a)
-{
-	struct base_job *j = calloc(1, sizeof *j);
-	if (!j)
-		abort();
-	template_dir(a, "base", j->dir, sizeof j->dir);
-	struct stat kst, rst;
-	if (!a->ops.template_build || !base_needs_build(a, j->dir) || stat(a->cfg.base_kernel, &kst) < 0 ||
-	    stat(a->cfg.base_rootfs, &rst) < 0) {
-		free(j);
-		return;
-	}
-	if (registry_mkdir_p(j->dir) < 0) {
-		log_error("template.build", "template=base cannot create %s: %s", j->dir, strerror(errno));
-		free(j);
-		return;
-	}
-	j->a = a;
-	j->disk_mb = (int)((rst.st_size + (1 << 20) - 1) >> 20);
-	time_format(wall_ms(), j->created);
-	j->job.run = base_run;
-	j->job.done = base_done;
-	a->base_building = true;
-	log_info("template.build", "template=base building from %s and %s", a->cfg.base_kernel, a->cfg.base_rootfs);
-	worker_submit(a->pool, &j->job);
+	/* While building it changes every few seconds: only the last word is synced. */
+	int rc = file_replace(path, out.data, out.len, 0644, strcmp(f->state, "building") != 0);
+	if (rc < 0)
+		log_error("template.build", "template=%s cannot write %s: %s", f->name, path, strerror(errno));
+	buf_free(&out);
+	return rc;
 }

@@ -11,8 +11,10 @@
 #   /usr/bin/cube-vmm, /usr/bin/guestctl  the VMM and its control client
 #   /usr/bin/cube-api, /usr/bin/cube-proxy, /usr/bin/cube-dns  the control plane (E2B REST API,
 #                                       sandbox proxy, DNS for <domain> and *.<domain>)
+#   /usr/bin/cube, /usr/bin/cubemastercli -> cube  the CLI (templates, sandboxes; api/cli.h)
 #   /usr/lib/cubeos/vmlinux               the guest kernel
 #   /usr/lib/cubeos/rootfs.ext4           the default guest rootfs
+#   /usr/lib/cubeos/cube-agent            the guest agent cube-api injects into OCI imports
 #   /usr/lib/cubeos/gptmbr.bin            MBR boot code for `install` (SYSLINUX)
 #   /cubeos/                              where a network boot puts esp.img (install source)
 #   /usr/lib/cubeos/mke2fs, e2fsck        format and check the data disk (thirdparty/ e2fsprogs)
@@ -44,6 +46,8 @@ GUESTCTL=$BUILD/guestctl
 API=$BUILD/cube-api
 PROXY=$BUILD/cube-proxy
 DNS=$BUILD/cube-dns
+CLI=$BUILD/cube
+AGENT=$BUILD/cube-agent
 GUEST_KERNEL=$BUILD/guest/vmlinux
 GUEST_ROOTFS=$BUILD/guest/rootfs.ext4
 # SYSLINUX's GPT MBR boot code: cubeos's `install` writes it to the disks it
@@ -55,7 +59,7 @@ E2FSCK=$E2FSPROGS_BIN/e2fsck
 for f in "$MKE2FS" "$E2FSCK"; do
 	[ -x "$f" ] || die "$f missing (run: bash thirdparty/build.sh e2fsprogs)"
 done
-for f in "$CUBEOS" "$VMM" "$GUESTCTL" "$API" "$PROXY" "$DNS"; do
+for f in "$CUBEOS" "$VMM" "$GUESTCTL" "$API" "$PROXY" "$DNS" "$CLI" "$AGENT"; do
 	[ -x "$f" ] || die "$f missing (run: make)"
 done
 [ -f "$GUEST_KERNEL" ] || die "$GUEST_KERNEL missing (run: make guest-kernel)"
@@ -65,7 +69,7 @@ for t in cpio zstd; do
 	command -v $t >/dev/null || die "$t not found (run: make deps)"
 done
 # Every program must be static: the initramfs has no libc and no loader.
-for f in "$CUBEOS" "$VMM" "$GUESTCTL" "$API" "$PROXY" "$DNS" "$MKE2FS" "$E2FSCK"; do
+for f in "$CUBEOS" "$VMM" "$GUESTCTL" "$API" "$PROXY" "$DNS" "$CLI" "$AGENT" "$MKE2FS" "$E2FSCK"; do
 	if file -b "$f" 2>/dev/null | grep -q 'dynamically linked'; then
 		die "$f is dynamically linked: the initramfs has no shared libraries"
 	fi
@@ -89,8 +93,11 @@ install -m 0755 "$GUESTCTL" "$stage/usr/bin/guestctl"
 install -m 0755 "$API" "$stage/usr/bin/cube-api"
 install -m 0755 "$PROXY" "$stage/usr/bin/cube-proxy"
 install -m 0755 "$DNS" "$stage/usr/bin/cube-dns"
+install -m 0755 "$CLI" "$stage/usr/bin/cube"
+ln -s cube "$stage/usr/bin/cubemastercli"
 install -m 0644 "$GUEST_KERNEL" "$stage/usr/lib/cubeos/vmlinux"
 install -m 0644 "$GUEST_ROOTFS" "$stage/usr/lib/cubeos/rootfs.ext4"
+install -m 0755 "$AGENT" "$stage/usr/lib/cubeos/cube-agent"
 install -m 0644 "$GPTMBR" "$stage/usr/lib/cubeos/gptmbr.bin"
 # Network boots add the install source here (/cubeos/esp.img, image/mkpxe.sh);
 # the kernel does not create parent directories when it unpacks a cpio.

@@ -60,6 +60,9 @@ if _CWD_PATH_ENTRY is not None:
 
 REQUEST_FD = 3
 EVENT_FD = 4
+# Python files a template runs in every python kernel before its first
+# request (see run_startup_files).
+STARTUP_DIR = "/etc/cubeos/interpreter/startup"
 
 # Code flag of a compiled cell that contains top-level await (inspect.CO_COROUTINE).
 CO_COROUTINE = 0x0080
@@ -1050,13 +1053,46 @@ def read_request(requests):
 
 
 def parse_request(line):
-    """(code, env_vars) from one request line; raises ValueError."""
+    """(code, env_vars, startup) from one request line; raises ValueError."""
     request = json.loads(line.decode("utf-8", "replace"))
     if not isinstance(request, dict):
         raise ValueError("request is not a JSON object")
     code = request.get("code")
     code = "" if code is None else str(code)
-    return code, clean_env_vars(request.get("env_vars"))
+    return code, clean_env_vars(request.get("env_vars")), request.get("startup") is True
+
+
+def run_startup_files(directory=None):
+    """Runs every *.py of STARTUP_DIR (sorted by name) once, before the first
+    request, each in a namespace of its own: a template imports its heavy
+    modules there (code-interpreter-v1: numpy, pandas, matplotlib), so they
+    are loaded in the template's snapshot and every sandbox's first cell
+    finds them in sys.modules, without names appearing in the user's
+    globals. A failing file is reported on stderr and skipped."""
+    directory = directory or os.environ.get("CUBE_KERNEL_STARTUP_DIR", STARTUP_DIR)
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".py"))
+    except OSError:
+        return
+    # What they print (matplotlib's "building the font cache" among it) goes
+    # to the raw fds 1 and 2, which the agent logs as the start-up's output,
+    # not to the event stream, which would hand it to the user's first cell.
+    saved = sys.stdout, sys.stderr
+    sys.stdout = open(1, "w", closefd=False, buffering=1, errors="replace")
+    sys.stderr = open(2, "w", closefd=False, buffering=1, errors="replace")
+    try:
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                with open(path, "rb") as f:
+                    source = f.read()
+                exec(compile(source, path, "exec"), {"__name__": "__cube_startup__", "__file__": path})
+            except BaseException:  # noqa: B902 - a broken file must not stop the kernel
+                sys.stderr.write("kernel: start-up file %s failed:\n%s" % (path, traceback.format_exc()))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
 
 
 def serve(kernel, channel, requests):
@@ -1069,9 +1105,14 @@ def serve(kernel, channel, requests):
         if not line.strip():
             continue
         try:
-            code, env_vars = parse_request(line)
+            code, env_vars, startup = parse_request(line)
         except ValueError as exc:
             channel.error("KernelError", "invalid request: %s" % exc, "")
+            channel.end()
+            continue
+        if startup:
+            # The agent's barrier: the start-up files ran before this line
+            # was read. Not an execution: not counted, nothing but the end.
             channel.end()
             continue
         count += 1
@@ -1116,6 +1157,7 @@ def main(argv):
         kernel = BashKernel(channel, os.getcwd())
     else:
         kernel = PythonKernel(channel)
+        run_startup_files()
     channel.on_broken = kernel.shutdown
     # SIGINT to the kernel interrupts the running execution; ignored when idle.
     signal.signal(signal.SIGINT, lambda _sig, _frame: kernel.interrupt())

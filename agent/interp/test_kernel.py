@@ -799,3 +799,40 @@ def test_bash_eof_exits_cleanly(sh):
     sh.run("sleep 60 &")
     sh.close_requests()
     assert sh.proc.wait(timeout=10) == 0
+
+
+# ==========================================================================
+# Start-up files and the agent's start-up barrier
+# ==========================================================================
+
+def test_startup_files_load_modules_without_touching_user_globals(spawn, tmp_path):
+    startup = tmp_path / "startup"
+    startup.mkdir()
+    (startup / "10-preload.py").write_text(
+        "import json\njson.cube_marker = 'loaded'\nhelper = 1\nprint('said at start-up')\n")
+    (startup / "20-broken.py").write_text("raise RuntimeError('broken on purpose')\n")
+    (startup / "30-later.py").write_text("import json\njson.cube_order = 'after the broken one'\n")
+    (startup / "notes.txt").write_text("raise SystemExit\n")
+    env = dict(os.environ, CUBE_KERNEL_STARTUP_DIR=str(startup))
+    k = spawn("python", env=env)
+    # The barrier: only an end, not counted.
+    os.write(k.req_w, b'{"startup":true}\n')
+    assert [e["type"] for _, e in k.collect()] == ["end_of_execution"]
+    events = k.run("import json\n(json.cube_marker, json.cube_order, 'helper' in globals())")
+    check_framing(events, 1)
+    assert main_results(events)[0]["text"] == "('loaded', 'after the broken one', False)"
+    # What the files printed went to the raw fds, not to the first cell.
+    assert not of_type(events, "stdout") and not of_type(events, "stderr")
+    deadline = time.monotonic() + 10
+    while b"broken on purpose" not in k.raw["stderr"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b"said at start-up" in k.raw["stdout"]
+    assert b"start-up file" in k.raw["stderr"] and b"broken on purpose" in k.raw["stderr"]
+
+
+def test_no_startup_dir_is_fine(spawn, tmp_path):
+    env = dict(os.environ, CUBE_KERNEL_STARTUP_DIR=str(tmp_path / "missing"))
+    k = spawn("python", env=env)
+    os.write(k.req_w, b'{"startup":true}\n')
+    assert [e["type"] for _, e in k.collect()] == ["end_of_execution"]
+    check_framing(k.run("1 + 1"), 1)
