@@ -3,16 +3,24 @@
  * image/mkimage.sh builds (see image/README.md):
  *
  *   protective MBR with SYSLINUX's gptmbr.bin boot code
- *   1  cubeos-esp   EFI system, legacy-BIOS bootable, LBA 2048, 128 MiB: the ESP image
- *   2  cubeos-data  Linux filesystem, the rest: its first MiB zeroed, so the
- *                   first boot from the disk formats it
+ *   1  cubeos-esp        EFI system, legacy-BIOS bootable, LBA 2048, 128 MiB:
+ *                        the ESP image
+ *   2  cubeos-data       Linux filesystem, the rest: its first MiB zeroed, so
+ *                        the first boot from the disk formats it
+ *   3  cubeos-templates  Linux filesystem at the end of the disk, as big as
+ *                        the templates image (whole MiB): the image copied in;
+ *                        only when the source has one
  *
  * with fresh random disk and partition GUIDs. The install source is an ESP
  * image (the disk's ESP, made by image/mkesp.sh with the disk's kernel command
- * line), looked for in this order:
- *   1. /cubeos/esp.img in the initramfs (PXE: the boot loader added it);
- *   2. boot/esp.img on the CubeOS ISO (volume ID CUBEOS: a CD or a USB stick);
- *   3. the `cubeos-esp` partition of another disk (the running system's).
+ * line) and, beside it, the templates image (image/mktemplates.sh: ext4 with
+ * the default templates' root filesystems), looked for in this order:
+ *   1. /cubeos/esp.img in the initramfs (PXE: the boot loader added it); no
+ *      templates: the network boot does not bring them;
+ *   2. boot/esp.img and boot/templates.img on the CubeOS ISO (volume ID
+ *      CUBEOS: a CD or a USB stick; isomedium.c);
+ *   3. the `cubeos-esp` partition of another disk (the running system's), and
+ *      the `cubeos-templates` partition of the same disk.
  *
  * The command is the confirmation: nothing is asked, but what will be erased
  * is printed first. Refused: anything but a whole-disk block device, a disk
@@ -40,17 +48,17 @@
 
 #include "gpt.h"
 #include "install.h"
+#include "isomedium.h"
 #include "shell.h"
 
-#define MIB		     (1024 * 1024)
-#define ESP_FIRST_LBA	     2048
-#define ESP_HIDDEN_SECTORS   2048			  /* what image/mkesp.sh gives the FAT (its first LBA) */
-#define MBR_CODE_PATH	     "/usr/lib/cubeos/gptmbr.bin" /* initramfs/host-rootfs.sh */
-#define ISO_MOUNT_DIR	     "/run/cubeos-install"
-#define ISO_PVD_OFFSET	     32768 /* ISO 9660: the primary volume descriptor, sector 16 */
-#define ISO_VOLUME_ID_OFFSET 40
-#define ISO_VOLUME_ID_LEN    32
-#define MAX_MEMBERS	     128 /* the disk and its partitions */
+#define MIB		   (1024 * 1024)
+#define ESP_FIRST_LBA	   2048
+#define ESP_HIDDEN_SECTORS 2048				/* what image/mkesp.sh gives the FAT (its first LBA) */
+#define MBR_CODE_PATH	   "/usr/lib/cubeos/gptmbr.bin" /* initramfs/host-rootfs.sh */
+#define ISO_MOUNT_DIR	   "/run/cubeos-install"
+#define MAX_MEMBERS	   128	/* the disk and its partitions */
+#define EXT4_SB_OFFSET	   1024 /* the superblock, and its magic 0xEF53 in it */
+#define EXT4_MAGIC_OFFSET  0x38
 
 /* --- the admin command -------------------------------------------------------- */
 
@@ -325,127 +333,99 @@ static int target_open(struct target *t)
 
 /* --- the install source ------------------------------------------------------ */
 
-struct source {
+/* One image to copy onto the target: the ESP, or the templates. */
+struct image {
 	char what[512];
-	int fd;
+	int fd; /* -1: none */
 	uint64_t bytes;
 	dev_t disk; /* the disk it is read from, 0 if RAM */
 };
 
-static int source_from_file(struct source *s, const char *path)
+struct source {
+	struct image esp;
+	struct image templates; /* fd -1: none, the disk gets no partition 3 */
+};
+
+static void image_close(struct image *im)
 {
-	s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (s->fd < 0)
+	if (im->fd >= 0)
+		close(im->fd);
+	im->fd = -1;
+}
+
+static int image_from_file(struct image *im, const char *path)
+{
+	im->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (im->fd < 0)
 		return -1;
 	struct stat st;
-	if (fstat(s->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(s->fd);
-		s->fd = -1;
+	if (fstat(im->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		image_close(im);
 		return -1;
 	}
-	s->bytes = (uint64_t)st.st_size;
+	im->bytes = (uint64_t)st.st_size;
 	return 0;
 }
 
-/* Is the ISO 9660 volume on this device ours? Reads only the volume ID. */
-static bool is_cubeos_iso(const char *dev)
+/* Mounts the medium read-only, opens the images and detaches the mount at
+ * once: the open files keep it alive, and nothing is left to clean up. A
+ * medium without templates (an older ISO) still installs. */
+static int source_from_iso_device(const char *dev, dev_t disk, void *ctx)
 {
-	int fd = open(dev, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return false; /* an empty CD drive: ENOMEDIUM */
-	unsigned char pvd[ISO_VOLUME_ID_OFFSET + ISO_VOLUME_ID_LEN];
-	bool ours = pread(fd, pvd, sizeof pvd, ISO_PVD_OFFSET) == (ssize_t)sizeof pvd && pvd[0] == 1 &&
-		    memcmp(pvd + 1, "CD001", 5) == 0;
-	close(fd);
-	if (!ours)
-		return false;
-	char want[ISO_VOLUME_ID_LEN];
-	memset(want, ' ', sizeof want);
-	memcpy(want, INSTALL_ISO_VOLUME, strlen(INSTALL_ISO_VOLUME));
-	return memcmp(pvd + ISO_VOLUME_ID_OFFSET, want, sizeof want) == 0;
-}
-
-/* Mounts the medium read-only, opens the image and detaches the mount at
- * once: the open file keeps it alive, and nothing is left to clean up. */
-static int source_from_iso_device(struct source *s, const char *dev, dev_t disk)
-{
-	mkdir(ISO_MOUNT_DIR, 0700);
-	if (mount(dev, ISO_MOUNT_DIR, "iso9660", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+	struct source *s = ctx;
+	if (isomedium_mount(dev, ISO_MOUNT_DIR) < 0) {
 		say("warning: %s looks like the CubeOS ISO but does not mount: %s", dev, strerror(errno));
 		return -1;
 	}
-	int rc = source_from_file(s, ISO_MOUNT_DIR "/" INSTALL_ISO_SOURCE);
+	int rc = image_from_file(&s->esp, ISO_MOUNT_DIR "/" ISOMEDIUM_ESP);
+	if (rc == 0 && image_from_file(&s->templates, ISO_MOUNT_DIR "/" ISOMEDIUM_TEMPLATES) == 0) {
+		snprintf(s->templates.what, sizeof s->templates.what, "the CubeOS ISO on %s (%s)", dev,
+			 ISOMEDIUM_TEMPLATES);
+		s->templates.disk = disk;
+	}
 	umount2(ISO_MOUNT_DIR, MNT_DETACH);
 	if (rc < 0) {
-		say("warning: %s has no %s", dev, INSTALL_ISO_SOURCE);
+		say("warning: %s has no %s", dev, ISOMEDIUM_ESP);
 		return -1;
 	}
-	snprintf(s->what, sizeof s->what, "the CubeOS ISO on %s (%s)", dev, INSTALL_ISO_SOURCE);
-	s->disk = disk;
+	snprintf(s->esp.what, sizeof s->esp.what, "the CubeOS ISO on %s (%s)", dev, ISOMEDIUM_ESP);
+	s->esp.disk = disk;
 	return 0;
 }
 
-static bool skip_block_name(const char *name)
-{
-	return name[0] == '.' || strncmp(name, "loop", 4) == 0 || strncmp(name, "ram", 3) == 0 ||
-	       strncmp(name, "zram", 4) == 0 || strncmp(name, "dm-", 3) == 0;
-}
-
-/* Every whole disk (CD drives and USB sticks alike) in /sys/block. */
-static int source_from_iso(struct source *s)
-{
-	DIR *d = opendir("/sys/block");
-	int rc = -1;
-	for (struct dirent *e; d && rc < 0 && (e = readdir(d));) {
-		char dev[300], devfile[300], num[32];
-		dev_t disk;
-		if (skip_block_name(e->d_name))
-			continue;
-		snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
-		snprintf(devfile, sizeof devfile, "/sys/block/%s/dev", e->d_name);
-		if (read_line(devfile, num, sizeof num) < 0 || !parse_devnum(num, &disk) || !is_cubeos_iso(dev))
-			continue;
-		rc = source_from_iso_device(s, dev, disk);
-	}
-	if (d)
-		closedir(d);
-	return rc;
-}
-
-/* A `cubeos-esp` partition on a disk other than the target. */
-static int source_from_disk(struct source *s, const struct target *t)
+/* Opens a partition of that GPT name on a disk other than the target (and
+ * on disk `on` unless it is 0). */
+static int image_from_partition(struct image *im, const char *label, const struct target *t, dev_t on)
 {
 	DIR *d = opendir("/sys/class/block");
 	int rc = -1;
 	for (struct dirent *e; d && rc < 0 && (e = readdir(d));) {
-		char dir[PATH_MAX], label[128], path[PATH_MAX + 16], num[32], dev[300];
+		char dir[PATH_MAX], name[128], path[PATH_MAX + 16], num[32], dev[300];
 		dev_t disk;
 		snprintf(path, sizeof path, "/sys/class/block/%s", e->d_name);
 		if (e->d_name[0] == '.' || !realpath(path, dir))
 			continue;
-		part_label(dir, label, sizeof label);
-		if (strcmp(label, "cubeos-esp") != 0)
+		part_label(dir, name, sizeof name);
+		if (strcmp(name, label) != 0)
 			continue;
 		/* The partition's directory sits inside its disk's. */
 		snprintf(path, sizeof path, "%s/../dev", dir);
-		if (read_line(path, num, sizeof num) < 0 || !parse_devnum(num, &disk))
+		if (read_line(path, num, sizeof num) < 0 || !parse_devnum(num, &disk) || (on && disk != on))
 			continue;
 		if (disk == t->dev) {
-			say("note: %s's own cubeos-esp (%s) cannot be the source of an install to it", t->path,
+			say("note: %s's own %s (%s) cannot be the source of an install to it", t->path, label,
 			    e->d_name);
 			continue;
 		}
 		snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
-		s->fd = open(dev, O_RDONLY | O_CLOEXEC);
-		if (s->fd < 0 || ioctl(s->fd, BLKGETSIZE64, &s->bytes) < 0) {
+		im->fd = open(dev, O_RDONLY | O_CLOEXEC);
+		if (im->fd < 0 || ioctl(im->fd, BLKGETSIZE64, &im->bytes) < 0) {
 			say("warning: cannot read %s: %s", dev, strerror(errno));
-			if (s->fd >= 0)
-				close(s->fd);
-			s->fd = -1;
+			image_close(im);
 			continue;
 		}
-		snprintf(s->what, sizeof s->what, "the running system's ESP, %s", dev);
-		s->disk = disk;
+		snprintf(im->what, sizeof im->what, "the %s partition %s", label, dev);
+		im->disk = disk;
 		rc = 0;
 	}
 	if (d)
@@ -453,19 +433,25 @@ static int source_from_disk(struct source *s, const struct target *t)
 	return rc;
 }
 
+/* The ESP and the templates come from one place: the network boot (which
+ * brings no templates), the ISO, or another CubeOS disk (the running one). */
 static int source_find(struct source *s, const struct target *t)
 {
 	memset(s, 0, sizeof *s);
-	s->fd = -1;
-	if (source_from_file(s, INSTALL_PXE_SOURCE) == 0) {
-		snprintf(s->what, sizeof s->what, "%s (network boot)", INSTALL_PXE_SOURCE);
+	s->esp.fd = s->templates.fd = -1;
+	if (image_from_file(&s->esp, INSTALL_PXE_SOURCE) == 0) {
+		snprintf(s->esp.what, sizeof s->esp.what, "%s (network boot)", INSTALL_PXE_SOURCE);
 		return 0;
 	}
-	if (source_from_iso(s) == 0 || source_from_disk(s, t) == 0)
+	if (isomedium_each("/sys", source_from_iso_device, s) == 0)
 		return 0;
+	if (image_from_partition(&s->esp, "cubeos-esp", t, 0) == 0) {
+		image_from_partition(&s->templates, INSTALL_TEMPLATES_PARTNAME, t, s->esp.disk);
+		return 0;
+	}
 	say("error: no install source: no %s (network boot), no CubeOS ISO (volume %s) in a drive or on a USB "
 	    "stick, no cubeos-esp partition on another disk",
-	    INSTALL_PXE_SOURCE, INSTALL_ISO_VOLUME);
+	    INSTALL_PXE_SOURCE, ISOMEDIUM_VOLUME);
 	return -1;
 }
 
@@ -473,28 +459,49 @@ static int source_find(struct source *s, const struct target *t)
  * count is its first LBA (or SYSLINUX would not boot it under BIOS). */
 static int source_check(const struct source *s, const struct target *t)
 {
-	if (s->disk && s->disk == t->dev) {
-		say("error: refusing %s: the install source is on it (%s)", t->path, s->what);
+	const struct image *esp = &s->esp;
+	if (esp->disk && esp->disk == t->dev) {
+		say("error: refusing %s: the install source is on it (%s)", t->path, esp->what);
 		return -1;
 	}
-	if (s->bytes < GPT_SECTOR || s->bytes > (uint64_t)INSTALL_ESP_MIB * MIB) {
-		say("error: %s is %llu bytes: not an ESP image of at most %d MiB", s->what,
-		    (unsigned long long)s->bytes, INSTALL_ESP_MIB);
+	if (esp->bytes < GPT_SECTOR || esp->bytes > (uint64_t)INSTALL_ESP_MIB * MIB) {
+		say("error: %s is %llu bytes: not an ESP image of at most %d MiB", esp->what,
+		    (unsigned long long)esp->bytes, INSTALL_ESP_MIB);
 		return -1;
 	}
 	unsigned char boot[GPT_SECTOR];
-	if (pread(s->fd, boot, sizeof boot, 0) != (ssize_t)sizeof boot) {
-		say("error: cannot read %s: %s", s->what, strerror(errno));
+	if (pread(esp->fd, boot, sizeof boot, 0) != (ssize_t)sizeof boot) {
+		say("error: cannot read %s: %s", esp->what, strerror(errno));
 		return -1;
 	}
 	uint32_t hidden =
 	    (uint32_t)boot[0x1c] | (uint32_t)boot[0x1d] << 8 | (uint32_t)boot[0x1e] << 16 | (uint32_t)boot[0x1f] << 24;
 	if (boot[510] != 0x55 || boot[511] != 0xaa || hidden != ESP_HIDDEN_SECTORS) {
-		say("error: %s is not a CubeOS ESP image (FAT boot sector with %d hidden sectors)", s->what,
+		say("error: %s is not a CubeOS ESP image (FAT boot sector with %d hidden sectors)", esp->what,
 		    ESP_HIDDEN_SECTORS);
 		return -1;
 	}
 	return 0;
+}
+
+/* The templates must be an ext4 image (image/mktemplates.sh). A bad one
+ * costs only the templates: the install goes on without partition 3, and the
+ * installed system builds `base` from its initramfs. */
+static void templates_check(struct source *s)
+{
+	struct image *tp = &s->templates;
+	unsigned char sb[EXT4_SB_OFFSET + EXT4_MAGIC_OFFSET + 2];
+	if (tp->fd < 0)
+		return;
+	bool ext4 = tp->bytes >= MIB && tp->bytes <= (uint64_t)INSTALL_TEMPLATES_MAX_MIB * MIB &&
+		    pread(tp->fd, sb, sizeof sb, 0) == (ssize_t)sizeof sb &&
+		    sb[EXT4_SB_OFFSET + EXT4_MAGIC_OFFSET] == 0x53 &&
+		    sb[EXT4_SB_OFFSET + EXT4_MAGIC_OFFSET + 1] == 0xef;
+	if (!ext4) {
+		say("warning: %s (%llu bytes) is not an ext4 image of the templates: installing without them", tp->what,
+		    (unsigned long long)tp->bytes);
+		image_close(tp);
+	}
 }
 
 /* --- writing ---------------------------------------------------------------- */
@@ -529,18 +536,36 @@ static void progress_add(struct progress *p, uint64_t n)
 	}
 }
 
-static int copy_esp(const struct source *s, const struct target *t, struct progress *p)
+static bool all_zero(const char *buf, size_t n)
+{
+	return n == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, n - 1) == 0);
+}
+
+/* Zeros go down as a zero-out request where the disk takes one: the
+ * templates image is mostly holes, and a virtual disk then stays sparse. */
+static int write_chunk(int fd, const char *buf, size_t n, uint64_t off)
+{
+	if (n % GPT_SECTOR == 0 && all_zero(buf, n)) {
+		uint64_t range[2] = {off, n};
+		if (ioctl(fd, BLKZEROOUT, range) == 0)
+			return 0;
+	}
+	return pwrite_all(fd, buf, n, off);
+}
+
+static int copy_image(const struct image *im, const struct target *t, uint64_t to, struct progress *p)
 {
 	static char buf[1 << 20];
-	for (uint64_t off = 0; off < s->bytes;) {
-		ssize_t r = pread(s->fd, buf, sizeof buf, (off_t)off);
+	for (uint64_t off = 0; off < im->bytes;) {
+		size_t want = im->bytes - off < sizeof buf ? (size_t)(im->bytes - off) : sizeof buf;
+		ssize_t r = pread(im->fd, buf, want, (off_t)off);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			say("error: reading %s: %s", s->what, r < 0 ? strerror(errno) : "ends early");
+			say("error: reading %s: %s", im->what, r < 0 ? strerror(errno) : "ends early");
 			return -1;
 		}
-		if (pwrite_all(t->fd, buf, (size_t)r, (uint64_t)ESP_FIRST_LBA * GPT_SECTOR + off) < 0) {
+		if (write_chunk(t->fd, buf, (size_t)r, to + off) < 0) {
 			say("error: writing %s: %s", t->path, strerror(errno));
 			return -1;
 		}
@@ -554,7 +579,8 @@ static int write_disk(const struct target *t, const struct source *s, const stru
 		      const uint8_t *mbr_code)
 {
 	const struct gpt_part *data = &l->parts[1];
-	struct progress p = {.total = s->bytes + 3 * MIB, .shown = -10};
+	uint64_t templates_bytes = s->templates.fd >= 0 ? s->templates.bytes : 0;
+	struct progress p = {.total = s->esp.bytes + templates_bytes + 3 * MIB, .shown = -10};
 	progress_add(&p, 0);
 	/* Old partition tables and signatures first (ISO 9660, filesystems at
 	 * the disk's ends), so a disk interrupted half-way is plainly blank. */
@@ -563,7 +589,9 @@ static int write_disk(const struct target *t, const struct source *s, const stru
 		return -1;
 	}
 	progress_add(&p, 2 * MIB);
-	if (copy_esp(s, t, &p) < 0)
+	if (copy_image(&s->esp, t, (uint64_t)ESP_FIRST_LBA * GPT_SECTOR, &p) < 0)
+		return -1;
+	if (templates_bytes && copy_image(&s->templates, t, l->parts[2].first_lba * GPT_SECTOR, &p) < 0)
 		return -1;
 	/* A data partition that starts with zeros is blank: the first boot formats it. */
 	if (zero_range(t->fd, data->first_lba * GPT_SECTOR, MIB) < 0 || gpt_write(t->fd, l, mbr_code) < 0 ||
@@ -583,23 +611,34 @@ static void print_plan(const struct target *t, const struct source *s)
 		model[0] = '\0';
 	say("ERASING everything on %s (%s, %llu MiB%s%s), partitions: %s", t->path, t->name,
 	    (unsigned long long)(t->bytes / MIB), model[0] ? ", " : "", model, t->parts[0] ? t->parts : "none");
-	say("source: %s, %llu KiB", s->what, (unsigned long long)(s->bytes / 1024));
+	say("source: %s, %llu KiB", s->esp.what, (unsigned long long)(s->esp.bytes / 1024));
+	if (s->templates.fd >= 0)
+		say("templates: %s, %llu MiB", s->templates.what, (unsigned long long)(s->templates.bytes / MIB));
+	else
+		say("templates: none with this source: the installed system has only the small base template");
+}
+
+static uint64_t part_mib(const struct gpt_part *p)
+{
+	return (p->last_lba - p->first_lba + 1) * GPT_SECTOR / MIB;
 }
 
 static void print_result(const struct target *t, const struct gpt_layout *l)
 {
-	char guid[37];
+	char guid[37], templates[64] = "";
 	gpt_guid_format(&l->disk_guid, guid);
-	say("done: %s: 1 cubeos-esp %d MiB, 2 cubeos-data %llu MiB (formatted at its first boot); disk GUID %s",
-	    t->path, INSTALL_ESP_MIB,
-	    (unsigned long long)((l->parts[1].last_lba - l->parts[1].first_lba + 1) * GPT_SECTOR / MIB), guid);
+	if (l->nparts > 2)
+		snprintf(templates, sizeof templates, ", 3 cubeos-templates %llu MiB",
+			 (unsigned long long)part_mib(&l->parts[2]));
+	say("done: %s: 1 cubeos-esp %d MiB, 2 cubeos-data %llu MiB (formatted at its first boot)%s; disk GUID %s",
+	    t->path, INSTALL_ESP_MIB, (unsigned long long)part_mib(&l->parts[1]), templates, guid);
 	say("remove the install medium (or boot from the disk) and reboot");
 }
 
 int install_main(const char *disk)
 {
 	struct target t = {.fd = -1};
-	struct source s = {.fd = -1};
+	struct source s = {.esp.fd = -1, .templates.fd = -1};
 	struct gpt_layout l;
 	uint8_t mbr_code[GPT_MBR_CODE_SIZE];
 	char err[256];
@@ -607,7 +646,11 @@ int install_main(const char *disk)
 	if (target_identify(&t, disk) < 0 || target_open(&t) < 0 || source_find(&s, &t) < 0 ||
 	    source_check(&s, &t) < 0 || read_mbr_code(mbr_code) < 0)
 		goto out;
-	if (gpt_layout_cubeos(&l, t.bytes / GPT_SECTOR, INSTALL_ESP_MIB, INSTALL_MIN_DATA_MIB, err, sizeof err) < 0) {
+	templates_check(&s);
+	/* Partition 3 is the templates image rounded up to whole MiB. */
+	uint64_t templates_mib = s.templates.fd >= 0 ? (s.templates.bytes + MIB - 1) / MIB : 0;
+	if (gpt_layout_cubeos(&l, t.bytes / GPT_SECTOR, INSTALL_ESP_MIB, INSTALL_MIN_DATA_MIB, templates_mib, err,
+			      sizeof err) < 0) {
 		say("error: %s: %s", t.path, err);
 		goto out;
 	}
@@ -623,7 +666,7 @@ int install_main(const char *disk)
 out:
 	if (t.fd >= 0)
 		close(t.fd);
-	if (s.fd >= 0)
-		close(s.fd);
+	image_close(&s.esp);
+	image_close(&s.templates);
 	return rc;
 }

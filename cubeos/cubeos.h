@@ -39,5 +39,6 @@ int mount_early(void);		     /* proc, sys, dev, devpts, cgroup2, bpffs, /run, /t
 void mount_finish_readonly(void);    /* before reboot(): sync, remount read-only */
 int console_attach(void);	     /* stdio on /dev/console */
 const char *state_dir_prepare(void); /* where config and logs live (data disk hook) */
+void templates_mount(void);	     /* the image's template root filesystems, read-only */
 
 #endif

@@ -132,23 +132,41 @@ static int add_part(struct gpt_layout *l, const char *name, const char *type, ui
 	return 0;
 }
 
-int gpt_layout_cubeos(struct gpt_layout *l, uint64_t sectors, uint64_t esp_mib, uint64_t min_data_mib, char *err,
-		      size_t errlen)
+/* Partition 3 goes last and ends on a 1 MiB boundary below the backup GPT
+ * (as image/mkimage.sh places it), so the data partition keeps number 2 and
+ * its start whether or not the disk has templates. */
+static uint64_t templates_first_lba(uint64_t sectors, uint64_t templates_mib)
+{
+	uint64_t end = gpt_last_usable(sectors) + 1, size = templates_mib * MIB_SECTORS;
+	return end < size ? 0 : (end - size) / GPT_ALIGN * GPT_ALIGN;
+}
+
+int gpt_layout_cubeos(struct gpt_layout *l, uint64_t sectors, uint64_t esp_mib, uint64_t min_data_mib,
+		      uint64_t templates_mib, char *err, size_t errlen)
 {
 	memset(l, 0, sizeof *l);
 	l->sectors = sectors;
 	uint64_t esp_first = GPT_ALIGN, esp_last = esp_first + esp_mib * MIB_SECTORS - 1;
 	uint64_t data_first = esp_last + 1;
-	if (sectors < data_first + min_data_mib * MIB_SECTORS + 1 + GPT_ARRAY_SECTORS + 1) {
-		snprintf(err, errlen, "the disk is too small: %llu MiB; CubeOS needs at least %llu MiB",
+	/* Room for the ESP, the data minimum and the templates, plus the
+	 * alignment the templates may lose and the backup GPT. */
+	uint64_t need = data_first + (min_data_mib + templates_mib) * MIB_SECTORS + (templates_mib ? GPT_ALIGN : 0) +
+			1 + GPT_ARRAY_SECTORS + 1;
+	if (sectors < need) {
+		snprintf(err, errlen, "the disk is too small: %llu MiB; CubeOS needs at least %llu MiB%s",
 			 (unsigned long long)(sectors / MIB_SECTORS),
-			 (unsigned long long)(1 + esp_mib + min_data_mib + 1));
+			 (unsigned long long)(1 + esp_mib + min_data_mib + templates_mib + (templates_mib ? 1 : 0) + 1),
+			 templates_mib ? " (with its templates)" : "");
 		errno = ENOSPC;
 		return -1;
 	}
+	uint64_t templates_first = templates_mib ? templates_first_lba(sectors, templates_mib) : 0;
+	uint64_t data_last = templates_mib ? templates_first - 1 : gpt_last_usable(sectors);
 	if (gpt_guid_random(&l->disk_guid) < 0 ||
 	    add_part(l, "cubeos-esp", GPT_TYPE_ESP, esp_first, esp_last, GPT_ATTR_LEGACY_BOOT) < 0 ||
-	    add_part(l, "cubeos-data", GPT_TYPE_LINUX_FS, data_first, gpt_last_usable(sectors), 0) < 0) {
+	    add_part(l, "cubeos-data", GPT_TYPE_LINUX_FS, data_first, data_last, 0) < 0 ||
+	    (templates_mib && add_part(l, "cubeos-templates", GPT_TYPE_LINUX_FS, templates_first,
+				       templates_first + templates_mib * MIB_SECTORS - 1, 0) < 0)) {
 		snprintf(err, errlen, "no random numbers for the GUIDs: %s", strerror(errno));
 		return -1;
 	}

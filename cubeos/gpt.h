@@ -60,10 +60,12 @@ uint32_t gpt_crc32(const void *data, size_t n);
 
 /* The CubeOS disk: partition 1 "cubeos-esp" (EFI system, legacy-BIOS
  * bootable) at LBA 2048 of esp_mib MiB, partition 2 "cubeos-data" (Linux
- * filesystem) to the end; fresh random GUIDs. -1 with a reason in err if the
- * disk is too small (it needs min_data_mib MiB for data). */
-int gpt_layout_cubeos(struct gpt_layout *l, uint64_t sectors, uint64_t esp_mib, uint64_t min_data_mib, char *err,
-		      size_t errlen);
+ * filesystem) to the end, or, if templates_mib is not 0, up to partition 3
+ * "cubeos-templates" (Linux filesystem) of templates_mib MiB at the end of
+ * the disk, 1 MiB aligned; fresh random GUIDs. -1 with a reason in err if
+ * the disk is too small (it needs min_data_mib MiB for data). */
+int gpt_layout_cubeos(struct gpt_layout *l, uint64_t sectors, uint64_t esp_mib, uint64_t min_data_mib,
+		      uint64_t templates_mib, char *err, size_t errlen);
 
 /* Checks a layout: partitions inside the usable area, not overlapping, named
  * in ASCII. -1 with a reason in err. */

@@ -9,11 +9,11 @@
 
 struct shell;
 
-#define INSTALL_ESP_MIB	     128 /* partition 1, as image/mkimage.sh makes it */
-#define INSTALL_MIN_DATA_MIB 1024
-#define INSTALL_ISO_VOLUME   "CUBEOS"	       /* image/mkiso.sh's volume ID */
-#define INSTALL_PXE_SOURCE   "/cubeos/esp.img" /* image/mkpxe.sh puts it there */
-#define INSTALL_ISO_SOURCE   "boot/esp.img"    /* inside the ISO */
+#define INSTALL_ESP_MIB		   128 /* partition 1, as image/mkimage.sh makes it */
+#define INSTALL_MIN_DATA_MIB	   1024
+#define INSTALL_PXE_SOURCE	   "/cubeos/esp.img" /* image/mkpxe.sh puts it there */
+#define INSTALL_TEMPLATES_PARTNAME "cubeos-templates"
+#define INSTALL_TEMPLATES_MAX_MIB  (64 * 1024) /* a sanity bound on the templates image */
 
 /* The admin command: starts the child. */
 void cmd_install(struct shell *sh, int argc, char **argv);

@@ -299,6 +299,8 @@ int main(int argc, char **argv)
 		loop_on_signal(os.loop, sigs[i], on_signal, &os);
 
 	os.state_dir = os.pid1 ? state_dir_prepare() : o.state_dir;
+	if (os.pid1)
+		templates_mount();
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/config", os.state_dir);
 	static struct config config;

@@ -1,12 +1,16 @@
 #!/bin/bash
 # Builds the CubeOS live/installer ISO, hybrid BIOS/UEFI, CD or USB stick:
 #
-#   image/mkiso.sh KERNEL INITRAMFS ESP_IMG OUT.iso
-#       e.g. build/host/bzImage build/host/initramfs.cpio.zst build/image/esp.img build/image/cubeos.iso
+#   image/mkiso.sh KERNEL INITRAMFS ESP_IMG OUT.iso [TEMPLATES_IMG]
+#       e.g. build/host/bzImage build/host/initramfs.cpio.zst build/image/esp.img build/image/cubeos.iso \
+#            build/image/templates.img
 #
 # ESP_IMG is the install source (image/mkesp.sh --trim: the disk's ESP, with
 # the disk's kernel command line); it is carried as /boot/esp.img for
-# `install DISK`.
+# `install DISK`. TEMPLATES_IMG (image/mktemplates.sh: the disk image's
+# partition 3) is carried as /boot/templates.img: the live system loop-mounts
+# it read-only for its default templates, and `install DISK` copies it onto
+# partition 3 of the disk.
 #
 # ISO tree (ISO 9660 with Rock Ridge, volume ID CUBEOS: `install` finds the
 # medium by it):
@@ -15,11 +19,13 @@
 #   /boot/efi.img     UEFI El Torito image: a FAT (image/mkesp.sh) holding
 #                     systemd-boot as BOOTX64.EFI, the kernel and the initramfs
 #   /boot/esp.img     the install source
+#   /boot/templates.img  the default templates' root filesystems (ext4)
 #
 # Both boot paths add `cubeos.live` to the kernel command line: cubeos then
 # keeps its state in RAM and never touches a disk unless told to (`install`).
-# The system is the initramfs, so the live system runs from RAM: the medium
-# can be removed after boot.
+# The system is the initramfs, so the live system runs from RAM; only the
+# default templates are read from the medium (cubeos mounts them from it at
+# boot), so the medium stays in while sandboxes run.
 #
 # Hybrid: an isohybrid MBR (ISOLINUX's isohdpfx.bin) makes BIOS boot the file
 # written raw to a USB stick, and an MBR/GPT partition entry for efi.img
@@ -29,11 +35,12 @@
 # SOURCE_DATE_EPOCH (timestamps; defaults to the last commit: reproducible).
 set -euo pipefail
 
-usage="usage: mkiso.sh KERNEL INITRAMFS ESP_IMG OUT.iso"
+usage="usage: mkiso.sh KERNEL INITRAMFS ESP_IMG OUT.iso [TEMPLATES_IMG]"
 KERNEL=${1:?$usage}
 INITRAMFS=${2:?$usage}
 ESP_IMG=${3:?$usage}
 OUT=${4:?$usage}
+TEMPLATES_IMG=${5:-}
 KERNEL_CMDLINE=${KERNEL_CMDLINE:-console=tty0 console=ttyS0,115200 quiet panic=10}
 LIVE_CMDLINE="$KERNEL_CMDLINE cubeos.live"
 VOLUME_ID=CUBEOS # cubeos/cmd_install.c looks for this volume ID
@@ -55,6 +62,7 @@ done
 for f in "$KERNEL" "$INITRAMFS" "$ESP_IMG" "$ISOLINUX_BIN" "$ISOHYBRID_MBR" "$BIOS_LDLINUX" "$SYSTEMD_BOOT"; do
 	[ -f "$f" ] || die "$f missing"
 done
+[ -z "$TEMPLATES_IMG" ] || [ -f "$TEMPLATES_IMG" ] || die "$TEMPLATES_IMG missing (image/mktemplates.sh makes it)"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$(dirname "$0")" log -1 --format=%ct 2>/dev/null || echo 0)}
 
 mkdir -p "$(dirname "$OUT")"
@@ -102,6 +110,14 @@ mcopy -i "$efi" "$work/cubeos.conf" ::/loader/entries/cubeos.conf
 
 # --- the install source -----------------------------------------------------------
 install -m 0644 "$ESP_IMG" "$tree/boot/esp.img"
+# A copy, not a link: the tree's timestamps are set below. ISO 9660 has no
+# holes, so the medium carries the image's full size.
+templates_note=none
+if [ -n "$TEMPLATES_IMG" ]; then
+	cp --sparse=always --reflink=auto "$TEMPLATES_IMG" "$tree/boot/templates.img"
+	chmod 0644 "$tree/boot/templates.img"
+	templates_note=$(du -h --apparent-size "$TEMPLATES_IMG" | cut -f1)
+fi
 
 find "$tree" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 xorriso -report_about WARNING -as mkisofs -quiet -o "$OUT.tmp" -V "$VOLUME_ID" -r \
@@ -110,4 +126,4 @@ xorriso -report_about WARNING -as mkisofs -quiet -o "$OUT.tmp" -V "$VOLUME_ID" -
 	-eltorito-alt-boot -e boot/efi.img -no-emul-boot -isohybrid-gpt-basdat \
 	"$tree" || die "xorriso failed"
 mv -f "$OUT.tmp" "$OUT"
-echo "mkiso: $OUT: $(du -h --apparent-size "$OUT" | cut -f1) (UEFI boot image $need_mib MiB, install source $(du -h --apparent-size "$ESP_IMG" | cut -f1))"
+echo "mkiso: $OUT: $(du -h --apparent-size "$OUT" | cut -f1) (UEFI boot image $need_mib MiB, install source $(du -h --apparent-size "$ESP_IMG" | cut -f1), templates $templates_note)"

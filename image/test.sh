@@ -8,9 +8,13 @@
 #   The tests: image/tests/test_*.py (each file says what it checks), run by
 #   image/imagetest.py: boot_bios, boot_uefi (test_boot.py), admin_console
 #   (test_console.py), boot_iso_bios, boot_iso_uefi, boot_pxe, install_from_iso,
-#   install_from_pxe (test_media.py), persist, data_refused (test_persist.py),
+#   install_from_pxe, install_from_disk (test_media.py), persist, data_refused (test_persist.py),
 #   service_restart, selftest, power_button, ctrl_alt_del (test_admin.py), sdk
-#   (test_sdk.py: the E2B SDKs from `make sdk` against the appliance).
+#   (test_sdk.py: the E2B SDKs from `make sdk` against the appliance), sdk_https
+#   (test_sdk_https.py: the same in default https mode from a host on a test LAN;
+#   needs root for its network namespace), templates (test_templates.py), oci
+#   (test_oci.py: a template from an image in a docker-registry on the host, and
+#   the same image uploaded; needs docker-registry and the SDK venv).
 #
 # One line per test ("PASS name detail" or "FAIL name detail"; "RERUN name why" when the
 # appliance kernel panicked under TCG, see imagetest.main), then

@@ -29,8 +29,9 @@ static uint32_t get32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* A sparse disk file with a CubeOS table on it; returns its path (static). */
-static const char *make_disk(struct gpt_layout *l, const uint8_t *code)
+/* A sparse disk file with a CubeOS table on it (partition 3 of templates_mib
+ * MiB unless 0); returns its path (static). */
+static const char *make_disk(struct gpt_layout *l, const uint8_t *code, uint64_t templates_mib)
 {
 	static char path[256];
 	char *dir = tmpdir_make("gpt");
@@ -40,7 +41,7 @@ static const char *make_disk(struct gpt_layout *l, const uint8_t *code)
 	char err[256] = "";
 	CHECK(fd >= 0);
 	CHECK(ftruncate(fd, (off_t)(DISK_SECTORS * GPT_SECTOR)) == 0);
-	CHECK_EQ_INT(gpt_layout_cubeos(l, DISK_SECTORS, 128, 1024, err, sizeof err), 0);
+	CHECK_EQ_INT(gpt_layout_cubeos(l, DISK_SECTORS, 128, 1024, templates_mib, err, sizeof err), 0);
 	CHECK_EQ_INT(gpt_write(fd, l, code), 0);
 	close(fd);
 	return path;
@@ -112,7 +113,7 @@ TEST(cubeos_layout_places_esp_at_1_mib_and_data_to_the_end)
 {
 	struct gpt_layout l;
 	char err[256];
-	CHECK_EQ_INT(gpt_layout_cubeos(&l, DISK_SECTORS, 128, 1024, err, sizeof err), 0);
+	CHECK_EQ_INT(gpt_layout_cubeos(&l, DISK_SECTORS, 128, 1024, 0, err, sizeof err), 0);
 	CHECK_EQ_INT(l.nparts, 2);
 	CHECK_STREQ(l.parts[0].name, "cubeos-esp");
 	CHECK_EQ_INT(l.parts[0].first_lba, 2048);
@@ -128,16 +129,49 @@ TEST(too_small_disks_are_refused)
 {
 	struct gpt_layout l;
 	char err[256] = "";
-	CHECK_EQ_INT(gpt_layout_cubeos(&l, 512 * 2048, 128, 1024, err, sizeof err), -1);
+	CHECK_EQ_INT(gpt_layout_cubeos(&l, 512 * 2048, 128, 1024, 0, err, sizeof err), -1);
 	CHECK(strstr(err, "too small") != NULL);
-	CHECK_EQ_INT(gpt_layout_cubeos(&l, 0, 128, 1024, err, sizeof err), -1);
+	CHECK_EQ_INT(gpt_layout_cubeos(&l, 0, 128, 1024, 0, err, sizeof err), -1);
+}
+
+TEST(templates_partition_goes_last_aligned_and_data_keeps_its_start)
+{
+	struct gpt_layout l;
+	char err[256];
+	CHECK_EQ_INT(gpt_layout_cubeos(&l, DISK_SECTORS, 128, 1024, 1061, err, sizeof err), 0);
+	CHECK_EQ_INT(l.nparts, 3);
+	CHECK_STREQ(l.parts[1].name, "cubeos-data");
+	CHECK_EQ_INT(l.parts[1].first_lba, 2048 + 128 * 2048);
+	CHECK_STREQ(l.parts[2].name, "cubeos-templates");
+	CHECK_EQ_INT(l.parts[2].first_lba % 2048, 0);
+	CHECK_EQ_INT(l.parts[2].last_lba - l.parts[2].first_lba + 1, 1061 * 2048);
+	CHECK(l.parts[2].last_lba <= gpt_last_usable(DISK_SECTORS));
+	/* As close to the end as the alignment allows: less than 1 MiB left over. */
+	CHECK(gpt_last_usable(DISK_SECTORS) - l.parts[2].last_lba < 2048);
+	CHECK_EQ_INT(l.parts[1].last_lba, l.parts[2].first_lba - 1);
+	CHECK_EQ_INT(gpt_layout_check(&l, err, sizeof err), 0);
+}
+
+TEST(templates_count_in_the_minimum_size)
+{
+	struct gpt_layout l;
+	char err[256] = "";
+	/* 2 GiB: room for the ESP and 1 GiB of data, not for 1 GiB of templates too. */
+	CHECK_EQ_INT(gpt_layout_cubeos(&l, 2048ull * 2048, 128, 1024, 0, err, sizeof err), 0);
+	CHECK_EQ_INT(gpt_layout_cubeos(&l, 2048ull * 2048, 128, 1024, 1024, err, sizeof err), -1);
+	CHECK(strstr(err, "too small") != NULL && strstr(err, "templates") != NULL);
+	/* The smallest disk it accepts still leaves the data minimum. */
+	uint64_t sectors = (1 + 128 + 1024 + 100 + 1 + 1) * 2048ull;
+	CHECK_EQ_INT(gpt_layout_cubeos(&l, sectors, 128, 1024, 100, err, sizeof err), 0);
+	CHECK(l.parts[1].last_lba - l.parts[1].first_lba + 1 >= 1024 * 2048);
+	CHECK_EQ_INT(gpt_layout_check(&l, err, sizeof err), 0);
 }
 
 TEST(bad_layouts_are_refused_before_writing)
 {
 	struct gpt_layout l;
 	char err[256];
-	CHECK_EQ_INT(gpt_layout_cubeos(&l, DISK_SECTORS, 128, 1024, err, sizeof err), 0);
+	CHECK_EQ_INT(gpt_layout_cubeos(&l, DISK_SECTORS, 128, 1024, 0, err, sizeof err), 0);
 	struct gpt_layout overlap = l;
 	overlap.parts[1].first_lba = overlap.parts[0].last_lba;
 	CHECK_EQ_INT(gpt_layout_check(&overlap, err, sizeof err), -1);
@@ -159,7 +193,7 @@ TEST(written_table_parses_back_with_valid_crcs)
 	struct gpt_layout l;
 	uint8_t code[GPT_MBR_CODE_SIZE];
 	memset(code, 0xab, sizeof code);
-	const char *disk = make_disk(&l, code);
+	const char *disk = make_disk(&l, code, 0);
 	uint8_t mbr[512], hdr[512], bak[512], array[GPT_ARRAY_SECTORS * GPT_SECTOR];
 	read_at(disk, 0, mbr, sizeof mbr);
 	CHECK(mbr[0] == 0xab && mbr[439] == 0xab && mbr[510] == 0x55 && mbr[511] == 0xaa);
@@ -197,7 +231,7 @@ TEST(sgdisk_verifies_the_written_table)
 	}
 	struct gpt_layout l;
 	uint8_t code[GPT_MBR_CODE_SIZE] = {0};
-	const char *disk = make_disk(&l, code);
+	const char *disk = make_disk(&l, code, 0);
 	char cmd[512], guid[37];
 	snprintf(cmd, sizeof cmd, "PATH=$PATH:/sbin:/usr/sbin sgdisk --verify %s 2>&1", disk);
 	const char *out = run(cmd);
@@ -225,5 +259,32 @@ TEST(sgdisk_verifies_the_written_table)
 	out = run(cmd);
 	gpt_guid_format(&l.disk_guid, guid);
 	CHECK(out && strstr(out, guid));
+	remove_disk(disk);
+}
+
+TEST(sgdisk_verifies_a_table_with_templates)
+{
+	if (!run("command -v sgdisk || ls /sbin/sgdisk /usr/sbin/sgdisk"))
+		return; /* said once by the test above */
+	struct gpt_layout l;
+	uint8_t code[GPT_MBR_CODE_SIZE] = {0};
+	const char *disk = make_disk(&l, code, 1061);
+	char cmd[512], want[64];
+	snprintf(cmd, sizeof cmd, "PATH=$PATH:/sbin:/usr/sbin sgdisk --verify %s 2>&1", disk);
+	const char *out = run(cmd);
+	CHECK(out && strstr(out, "No problems found") != NULL);
+	if (out && !strstr(out, "No problems found"))
+		fprintf(stderr, "sgdisk --verify said: %s\n", out);
+	snprintf(cmd, sizeof cmd, "PATH=$PATH:/sbin:/usr/sbin sgdisk --info=3 %s 2>&1", disk);
+	out = run(cmd);
+	CHECK(out && strstr(out, "0FC63DAF-8483-4772-8E79-3D69D8477DE4 (Linux filesystem)"));
+	CHECK(out && strstr(out, "Partition name: 'cubeos-templates'"));
+	snprintf(want, sizeof want, "First sector: %llu ", (unsigned long long)l.parts[2].first_lba);
+	CHECK(out && strstr(out, want));
+	CHECK(out && strstr(out, "(1.0 GiB)"));
+	snprintf(cmd, sizeof cmd, "PATH=$PATH:/sbin:/usr/sbin sgdisk --info=2 %s 2>&1", disk);
+	out = run(cmd);
+	snprintf(want, sizeof want, "Last sector: %llu ", (unsigned long long)l.parts[1].last_lba);
+	CHECK(out && strstr(out, "First sector: 264192 ") && strstr(out, want));
 	remove_disk(disk);
 }
