@@ -13,6 +13,7 @@
 #include "../lib/log.h"
 #include "apicore.h"
 #include "registry.h"
+#include "template_jobs.h"
 
 #define API_MAX_BODY (1024 * 1024) /* create bodies are a few KiB; envVars may be larger */
 
@@ -35,6 +36,7 @@ static void copy_config(struct api_config *dst, const struct api_config *src)
 	dst->vmm_path = dup_or_null(src->vmm_path);
 	dst->base_kernel = strdup(or_default(src->base_kernel, "/usr/lib/cubeos/vmlinux"));
 	dst->base_rootfs = strdup(or_default(src->base_rootfs, "/usr/lib/cubeos/rootfs.ext4"));
+	dst->templates_dir = strdup(or_default(src->templates_dir, "/usr/lib/cubeos/templates"));
 	if (dst->base_cpus <= 0)
 		dst->base_cpus = 2;
 	if (dst->base_mem_mib <= 0)
@@ -47,6 +49,11 @@ static void copy_config(struct api_config *dst, const struct api_config *src)
 		dst->max_timeout_s = 86400;
 	if (dst->stop_timeout_ms <= 0)
 		dst->stop_timeout_ms = 5000;
+	if (dst->max_sandboxes <= 0)
+		dst->max_sandboxes = 2000;
+	if (dst->min_free_mib <= 0)
+		dst->min_free_mib = 256;
+	dst->meminfo_path = strdup(or_default(src->meminfo_path, "/proc/meminfo"));
 	if (dst->pool_size < 0)
 		dst->pool_size = 0;
 	if (!dst->pool_interval_ms)
@@ -61,6 +68,8 @@ static void free_config(struct api_config *c)
 	free((char *)c->vmm_path);
 	free((char *)c->base_kernel);
 	free((char *)c->base_rootfs);
+	free((char *)c->templates_dir);
+	free((char *)c->meminfo_path);
 }
 
 /* --- shared helpers ---------------------------------------------------------- */
@@ -130,7 +139,8 @@ static void handle(struct http_conn *c, struct http_req *req, void *arg)
 	}
 	if (!authorized(a, c, req))
 		return;
-	if (sandbox_route(a, c, req) || template_route(a, c, req) || pool_route(a, c, req))
+	if (sandbox_route(a, c, req) || template_jobs_route(a, c, req) || template_route(a, c, req) ||
+	    pool_admin_route(a, c, req) || pool_route(a, c, req))
 		return;
 	http_respond_error(c, 404, "no such API call: %s %s", req->method, req->path);
 }
@@ -169,6 +179,13 @@ static void listen_admin_socket(struct api *a)
 	log_info("api.admin", "admin socket %s (root only, no API key)", sa.sun_path);
 }
 
+/* POST /templates/upload takes a tarball; everything else stays small. */
+static uint64_t body_limit(const struct http_head *h, void *arg)
+{
+	(void)arg;
+	return template_body_limit(h, API_MAX_BODY);
+}
+
 struct api *api_new(struct loop *l, const struct api_config *cfg, const struct vm_ops *ops)
 {
 	struct api *a = calloc(1, sizeof *a);
@@ -180,7 +197,12 @@ struct api *api_new(struct loop *l, const struct api_config *cfg, const struct v
 	char path[4096];
 	snprintf(path, sizeof path, "%s/config/apikeys.json", a->cfg.state_dir);
 	auth_init(&a->auth, path);
-	struct http_server_config hc = {.max_body_bytes = API_MAX_BODY, .server_name = "cube-api"};
+	/* Template uploads may be GiBs: they are spooled to the data disk, not
+	 * to /tmp (RAM on the appliance). */
+	struct http_server_config hc = {.max_body_bytes = API_MAX_BODY,
+					.body_limit = body_limit,
+					.spool_dir = a->cfg.state_dir,
+					.server_name = "cube-api"};
 	a->srv = http_server_new(l, &hc, handle, a);
 	a->pool = worker_pool_new(l, a->cfg.workers);
 	if (!a->srv || !a->pool) {
@@ -191,7 +213,8 @@ struct api *api_new(struct loop *l, const struct api_config *cfg, const struct v
 	listen_admin_socket(a);
 	sandboxes_restore(a);
 	ttl_start(a);
-	templates_ensure_base(a);
+	template_jobs_start(a); /* builds cut short by a restart become errors */
+	templates_ensure_defaults(a);
 	a->warm = pool_new(a);
 	return a;
 }

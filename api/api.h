@@ -42,14 +42,23 @@ struct api_config {
 	const char *run_dir;   /* default /run/cubeos; holds API_ADMIN_SOCKET */
 	const char *domain;    /* default cubeos.local */
 	const char *vmm_path;  /* NULL: the backend's default */
-	/* The base template is built at start from these if it is missing. */
-	const char *base_kernel; /* default /usr/lib/cubeos/vmlinux */
-	const char *base_rootfs; /* default /usr/lib/cubeos/rootfs.ext4 */
+	/* The default templates are built at start (template_defaults.c): the
+	 * guest kernel with every <templates_dir>/<name>/rootfs.ext4, and `base`
+	 * from base_rootfs when templates_dir has none. */
+	const char *base_kernel;   /* default /usr/lib/cubeos/vmlinux */
+	const char *base_rootfs;   /* default /usr/lib/cubeos/rootfs.ext4 */
+	const char *templates_dir; /* default /usr/lib/cubeos/templates */
 	int base_cpus, base_mem_mib;
 	int workers;		  /* backend threads, default 4 */
 	unsigned ttl_interval_ms; /* how often expiry is checked, default 1000 */
 	int64_t max_timeout_s;	  /* default 86400 */
 	int stop_timeout_ms;	  /* grace for a VMM to shut down, default 5000 */
+	/* Admission (admission.c): a create is 429 when this many sandboxes run
+	 * (default 2000) or when MemAvailable in meminfo_path (/proc/meminfo)
+	 * is below min_free_mib (default 256). */
+	int max_sandboxes;
+	int min_free_mib;
+	const char *meminfo_path;
 	/* Warm VMMs per template unless DIR/config/pool.json says otherwise;
 	 * 0: none, every create starts cold (cube-api's --pool-size: 2). */
 	int pool_size;

@@ -6,7 +6,9 @@
  *   sandbox_jobs.c    backend jobs (start, stop, pause, resume) and their ends
  *   sandbox_restore.c reload of the registry at start
  *   ttl.c             the expiry reaper
- *   templates.c       templates: listing, lookup, the base build
+ *   templates.c       templates: listing, lookup
+ *   template_defaults.c  the image's templates, built at start
+ *   template_jobs.c   template builds (template_jobs.h); template_routes.c their calls
  *   pool.c            the warm pool of paused VMMs (pool.h)
  */
 #ifndef CUBE_API_APICORE_H
@@ -38,8 +40,8 @@ struct api {
 	struct auth auth;
 	struct sandbox_entry *sandboxes;
 	struct loop_timer ttl_timer;
-	bool base_building;
 	struct warm_pool *warm;
+	struct tbuild *builds; /* template builds in progress (template_jobs.c) */
 };
 
 /* --- api.c ---------------------------------------------------------------- */
@@ -50,6 +52,14 @@ void sandbox_unlink(struct api *a, struct sandbox_entry *e); /* and frees it */
 void sandbox_dir(const struct api *a, const char *id, char *out, size_t n);
 void sandbox_run_dir(const struct api *a, const char *id, char *out, size_t n);
 void template_dir(const struct api *a, const char *template_id, char *out, size_t n);
+
+/* --- admission.c ----------------------------------------------------------- */
+/* Room for one more sandbox? Else a 429 with Retry-After is sent: false. */
+bool admission_ok(struct api *a, struct http_conn *c);
+
+/* --- sandbox_logs.c -------------------------------------------------------- */
+/* GET /sandboxes/{id}/logs: the sandbox's console.log as E2B's logs and logEntries. */
+void sandbox_logs(struct api *a, struct http_conn *c, const struct http_req *req, const struct sandbox_entry *e);
 
 /* --- sandbox_routes.c ------------------------------------------------------ */
 /* Handles /sandboxes... and /v2/sandboxes...; false if the path is not one. */
@@ -80,6 +90,7 @@ void ttl_stop(struct api *a);
 struct template_info {
 	char id[160];
 	char *name, *state, *error, *created_at, *updated_at;
+	char *build_id; /* its last build (template_jobs.c), NULL: the id */
 	int cpu_count, memory_mb, disk_size_mb;
 	int progress;
 };
@@ -88,6 +99,15 @@ struct template_info {
 int template_find(struct api *a, const char *id, struct template_info *t);
 void template_info_clear(struct template_info *t);
 bool template_route(struct api *a, struct http_conn *c, struct http_req *req);
-void templates_ensure_base(struct api *a);
+void templates_ensure_defaults(struct api *a);
+
+/* What DIR/templates/<name>/template.json holds; NULL strings are left out. */
+struct template_file {
+	const char *name, *build_id, *state, *kernel, *rootfs, *source, *created, *error;
+	int progress, cpus, mem_mib, disk_mb;
+	const struct json *extra; /* more members, written as they are (an imported image's env) */
+};
+/* Writes <dir>/template.json atomically (synced unless still building). 0 or -1 (logged). */
+int template_file_write(const char *dir, const struct template_file *f);
 
 #endif

@@ -40,37 +40,57 @@ static void usage(FILE *f)
 {
 	fputs(
 	    "usage: cube-api [--state DIR] [--run DIR] [--listen ADDR:PORT] [--domain D] [--vmm PATH] [--pool-size N]\n"
-	    "                [--debug]\n"
+	    "                [--max-sandboxes N] [--min-free-mib N] [--debug]\n"
 	    "  --state DIR        persistent state (default /var/lib/cubeos)\n"
 	    "  --run DIR          runtime sockets (default /run/cubeos)\n"
 	    "  --listen ADDR:PORT default 0.0.0.0:3000\n"
 	    "  --domain D         default: DIR/config/domain, else cubeos.local\n"
 	    "  --vmm PATH         cube-vmm binary (default /usr/bin/cube-vmm)\n"
 	    "  --pool-size N      paused VMMs kept warm per template (default 2, 0: none);\n"
-	    "                     DIR/config/pool.json {\"<template>\": N, \"*\": N} overrides it\n",
+	    "                     DIR/config/pool.json {\"<template>\": N, \"*\": N} overrides it\n"
+	    "  --max-sandboxes N  creates are 429 while N sandboxes run (default 2000)\n"
+	    "  --min-free-mib N   creates are 429 while less memory is available (default 256)\n",
 	    f);
 }
 
 /* cube-api's own options. */
-enum { OPT_VMM = 'v', OPT_POOL_SIZE = 'p' };
+enum { OPT_VMM = 'v', OPT_POOL_SIZE = 'p', OPT_MAX_SANDBOXES = 'm', OPT_MIN_FREE = 'f' };
+
+/* A number in [lo, hi] for option `name`, or -1 with a message. */
+static long number_option(const char *name, const char *arg, long lo, long hi)
+{
+	char *end;
+	long n = strtol(arg, &end, 10);
+	if (*end || end == arg || n < lo || n > hi) {
+		fprintf(stderr, "cube-api: --%s wants %ld..%ld, got \"%s\"\n", name, lo, hi, arg);
+		return -1;
+	}
+	return n;
+}
 
 static int on_extra_option(int val, const char *arg, void *ctx)
 {
 	struct api_config *cfg = ctx;
-	if (val == OPT_VMM) {
-		cfg->vmm_path = arg;
+	long n;
+	switch (val) {
+	case OPT_VMM: cfg->vmm_path = arg; return 0;
+	case OPT_POOL_SIZE:
+		if ((n = number_option("pool-size", arg, 0, 64)) < 0)
+			return -1;
+		cfg->pool_size = (int)n;
 		return 0;
+	case OPT_MAX_SANDBOXES:
+		if ((n = number_option("max-sandboxes", arg, 1, 100000)) < 0)
+			return -1;
+		cfg->max_sandboxes = (int)n;
+		return 0;
+	case OPT_MIN_FREE:
+		if ((n = number_option("min-free-mib", arg, 1, 1 << 20)) < 0)
+			return -1;
+		cfg->min_free_mib = (int)n;
+		return 0;
+	default: return -1;
 	}
-	if (val != OPT_POOL_SIZE)
-		return -1;
-	char *end;
-	long n = strtol(arg, &end, 10);
-	if (*end || end == arg || n < 0 || n > 64) {
-		fprintf(stderr, "cube-api: --pool-size wants 0..64, got \"%s\"\n", arg);
-		return -1;
-	}
-	cfg->pool_size = (int)n;
-	return 0;
 }
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -78,6 +98,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 	static const struct option extra[] = {
 	    {"vmm", required_argument, NULL, OPT_VMM},
 	    {"pool-size", required_argument, NULL, OPT_POOL_SIZE},
+	    {"max-sandboxes", required_argument, NULL, OPT_MAX_SANDBOXES},
+	    {"min-free-mib", required_argument, NULL, OPT_MIN_FREE},
 	    {NULL, 0, NULL, 0},
 	};
 	struct daemon_opts d = {

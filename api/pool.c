@@ -28,15 +28,19 @@
 #include "apicore.h"
 #include "create_req.h"
 
-#define POOL_MAX_PER_TEMPLATE 64 /* a typo in pool.json must not eat the machine */
 #define POOL_CONFIG_MAX	      (64 * 1024)
 #define POOL_RETRY_FIRST_MS   5000   /* after a failed fill */
 #define POOL_RETRY_MAX_MS     300000 /* a template that cannot be restored is retried rarely */
-#define POOL_TEMPLATE_MAX     160
+/* A waiting VMM is discarded after this many scans in a row without an
+ * answer: a ping can miss on a host starved of CPU, and replacing a good
+ * VMM there only adds a restore to the load. A claim of a VMM that did die
+ * meanwhile fails cleanly and starts cold. */
+#define POOL_MISSES_MAX 2
 
 struct pool_member {
 	char id[SANDBOX_ID_LEN + 1];
 	pid_t pid;
+	int misses; /* scans in a row it did not answer */
 	struct pool_member *next;
 };
 
@@ -385,6 +389,15 @@ struct checked {
 	bool alive;
 };
 
+/* The member with this id if it is still in the books (not taken meanwhile). */
+static struct pool_member *member_find(struct tpool *t, const char *id)
+{
+	for (struct pool_member *m = t ? t->ready : NULL; m; m = m->next)
+		if (strcmp(m->id, id) == 0)
+			return m;
+	return NULL;
+}
+
 struct ready_template {
 	char id[POOL_TEMPLATE_MAX], name[POOL_TEMPLATE_MAX];
 	uint64_t snap_id; /* a rebuilt template has a new one: its waiting VMMs are stale */
@@ -577,10 +590,18 @@ static void drop_dead(struct warm_pool *p, const struct scan_job *j)
 {
 	for (size_t i = 0; i < j->nmembers; i++) {
 		const struct checked *c = &j->members[i];
-		struct tpool *t = c->alive ? NULL : tpool_find(p, c->template_id);
-		struct pool_member *m = t ? member_unlink(t, c->id) : NULL; /* NULL: taken meanwhile */
-		if (m)
-			member_discard(p, t, m, "its VMM is not alive");
+		struct tpool *t = tpool_find(p, c->template_id);
+		struct pool_member *m = member_find(t, c->id); /* NULL: taken meanwhile */
+		if (!m)
+			continue;
+		m->misses = c->alive ? 0 : m->misses + 1;
+		if (m->misses == 1)
+			log_info("pool.check",
+				 "template=%s sandbox=%s pid=%d did not answer: discarded if the next check "
+				 "fails too",
+				 t->template_id, m->id, (int)m->pid);
+		if (m->misses >= POOL_MISSES_MAX)
+			member_discard(p, t, member_unlink(t, c->id), "its VMM is not alive");
 	}
 }
 
@@ -901,8 +922,8 @@ bool pool_route(struct api *a, struct http_conn *c, struct http_req *req)
 	if (strcmp(req->path, "/admin/pool") != 0)
 		return false;
 	if (strcmp(req->method, "GET") != 0) {
-		http_add_header(c, "Allow", "GET");
-		http_respond_error(c, 405, "%s /admin/pool: only GET", req->method);
+		http_add_header(c, "Allow", "GET, PUT");
+		http_respond_error(c, 405, "%s /admin/pool: only GET and PUT", req->method);
 		return true;
 	}
 	struct warm_pool *p = a->warm;

@@ -31,6 +31,9 @@
 #include "registry.h"
 #include "vm.h"
 
+#define POOL_MAX_PER_TEMPLATE 64  /* a typo in pool.json must not eat the machine */
+#define POOL_TEMPLATE_MAX     160 /* a template name in pool.json, with its NUL */
+
 struct api;
 struct warm_pool;
 
@@ -65,5 +68,7 @@ void pool_forget(struct api *a, const char *id);
 
 /* GET /admin/pool: sizes, counts and members per template. */
 bool pool_route(struct api *a, struct http_conn *c, struct http_req *req);
+/* PUT /admin/pool (pool_admin.c): replaces pool.json; the next scan applies it. */
+bool pool_admin_route(struct api *a, struct http_conn *c, struct http_req *req);
 
 #endif

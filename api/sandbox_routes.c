@@ -8,6 +8,7 @@
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "apicore.h"
+#include "template_jobs.h"
 #include "create_req.h"
 #include "metrics.h"
 
@@ -184,6 +185,7 @@ static void fill_record(struct api *a, struct sandbox *rec, const struct create_
 	rec->state = SANDBOX_RUNNING;
 	for (size_t i = 0; i < r->metadata.n; i++)
 		kvs_set(&rec->metadata, r->metadata.v[i].key, r->metadata.v[i].val);
+	template_env_load(a, t->id, &rec->env_vars); /* an imported image's ENV; the create's own win */
 	for (size_t i = 0; i < r->env_vars.n; i++)
 		kvs_set(&rec->env_vars, r->env_vars.v[i].key, r->env_vars.v[i].val);
 	rec->secure = r->secure;
@@ -217,7 +219,7 @@ static void create_sandbox(struct api *a, struct http_conn *c, struct http_req *
 		create_req_free(&r);
 		return;
 	}
-	if (template_usable(c, &t)) {
+	if (template_usable(c, &t) && admission_ok(a, c)) {
 		struct sandbox_entry *e = calloc(1, sizeof *e);
 		if (!e)
 			abort();
@@ -529,7 +531,7 @@ static void sandbox_action(struct api *a, struct http_conn *c, struct http_req *
 	else if (get && strcmp(action, "metrics") == 0)
 		sandbox_metrics(a, c, e); /* metrics.c: a sample from the VMM, on a worker */
 	else if (get && strcmp(action, "logs") == 0)
-		http_respond(c, 200, "application/json", "{\"logs\":[],\"logEntries\":[]}", 27);
+		sandbox_logs(a, c, req, e); /* sandbox_logs.c: its console, agent lines structured */
 	else
 		http_respond_error(c, 404, "no such API call: %s %s", req->method, req->path);
 }

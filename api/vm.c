@@ -47,13 +47,25 @@ extern char **environ;
  * A restore answers in under a second, but on a host starved of CPU (many
  * starts at once, nested under emulation) a restored guest can wait seconds
  * before it runs at all: RESTORE_AGENT_MS is generous. */
-#define VM_PATH_MAX	      1024
-#define AGENT_PORT	      49983
-#define DEFAULT_VMM	      "/usr/bin/cube-vmm"
-#define RESTORE_AGENT_MS      30000
-#define BOOT_AGENT_MS	      300000 /* a cold boot nested under emulation takes many seconds */
-#define SETTLE_MS	      1000   /* boot-time work in the guest dies down before the snapshot */
-#define CONTROL_MS	      5000   /* ping, pause, resume, shutdown */
+#define VM_PATH_MAX	 1024
+#define AGENT_PORT	 49983
+#define DEFAULT_VMM	 "/usr/bin/cube-vmm"
+#define RESTORE_AGENT_MS 30000
+#define BOOT_AGENT_MS	 300000 /* a cold boot nested under emulation takes many seconds */
+#define SETTLE_MS	 1000	/* boot-time work in the guest dies down before the snapshot */
+#define INTERP_PORT	 49999
+#define INTERP_READY_MS	 300000 /* numpy, pandas and matplotlib imported nested under emulation */
+#define CONTROL_MS	 5000	/* ping, shutdown: callers cope with a miss */
+/* pause and resume: a miss there costs a sandbox (a claim that gives up
+ * kills its VMM and restores another from scratch, adding to the load that
+ * made the VMM slow), so they wait as long as a restore may take. */
+#define CONTROL_SLOW_MS RESTORE_AGENT_MS
+/* One GET /health: the first tries are short (the agent is not up yet and
+ * the VMM holds a CONNECT until the guest answers), then longer, so a
+ * guest starved of CPU that needs more than a couple of seconds per round
+ * trip is still seen as up before the deadline. */
+#define AGENT_TRY_FIRST_MS    2000
+#define AGENT_TRY_MAX_MS      8000
 #define SNAPSHOT_MS	      300000 /* writes all of guest RAM and the disk layers */
 #define STOP_AFTER_KILL_MS    5000
 #define INIT_ENTROPY_BYTES    64
@@ -420,13 +432,13 @@ static int read_line(int fd, char *line, size_t size, uint64_t deadline)
 
 /* A stream to the guest's agent port, or -1 (the VMM not up yet, the guest
  * not listening yet, a timeout). */
-static int agent_connect(const char *uds, int timeout_ms)
+static int agent_connect(const char *uds, int port, int timeout_ms)
 {
 	int fd = unix_connect(uds);
 	if (fd < 0)
 		return -1;
 	char req[32], line[64];
-	int n = snprintf(req, sizeof req, "CONNECT %d\n", AGENT_PORT);
+	int n = snprintf(req, sizeof req, "CONNECT %d\n", port);
 	if (send_all(fd, req, (size_t)n) < 0 ||
 	    read_line(fd, line, sizeof line, mono_ms() + (uint64_t)timeout_ms) < 0) {
 		int e = errno;
@@ -439,14 +451,23 @@ static int agent_connect(const char *uds, int timeout_ms)
 		errno = ECONNREFUSED;
 		return -1;
 	}
+	/* lib/http's client keeps its deadline only on a non-blocking socket:
+	 * on a blocking one a guest that took the connection and never answers
+	 * (wedged, or starved of CPU) held this worker thread for good. */
+	if (fd_nonblock(fd) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
 	return fd;
 }
 
-/* One HTTP request to the agent; the status, or -1 with errno set. */
-static int agent_request(const char *uds, const char *method, const char *target, const char *const *headers,
-			 const char *body, size_t len, int timeout_ms)
+/* One HTTP request to a port of the agent; the status, or -1 with errno set. */
+static int agent_request_port(const char *uds, int port, const char *method, const char *target,
+			      const char *const *headers, const char *body, size_t len, int timeout_ms)
 {
-	int fd = agent_connect(uds, timeout_ms);
+	int fd = agent_connect(uds, port, timeout_ms);
 	if (fd < 0)
 		return -1;
 	struct http_response resp;
@@ -458,6 +479,13 @@ static int agent_request(const char *uds, const char *method, const char *target
 	http_response_free(&resp);
 	errno = e;
 	return status;
+}
+
+/* One HTTP request to envd; the status, or -1 with errno set. */
+static int agent_request(const char *uds, const char *method, const char *target, const char *const *headers,
+			 const char *body, size_t len, int timeout_ms)
+{
+	return agent_request_port(uds, AGENT_PORT, method, target, headers, body, len, timeout_ms);
 }
 
 /* Sends one control request; the parsed reply (caller frees) if it says
@@ -516,11 +544,29 @@ static int control_snapshot(const char *ctl, const char *dir, char *err, size_t 
 
 /* --- the agent ---------------------------------------------------------------------- */
 
+/* Waits while the agent's default python kernel runs the template's start-up
+ * files (GET /cubeos/ready on the interpreter port answers 503), so the
+ * snapshot holds a kernel with its modules loaded and every sandbox's first
+ * runCode is warm. Any other answer (200 ready or not, a template without
+ * python, an agent without the route) ends the wait: the snapshot is taken
+ * anyway, the kernel then starts in each sandbox instead. */
+static void wait_interpreter(pid_t pid, const struct vm_paths *p)
+{
+	uint64_t t0 = mono_ms(), deadline = t0 + INTERP_READY_MS;
+	int status;
+	while ((status = agent_request_port(p->vsock, INTERP_PORT, "GET", "/cubeos/ready", NULL, NULL, 0, 5000)) ==
+		   503 &&
+	       mono_ms() < deadline && !process_ended(pid, NULL))
+		sleep_ms(100);
+	log_info("template.build", "interpreter: GET /cubeos/ready %d after %llu ms", status,
+		 (unsigned long long)(mono_ms() - t0));
+}
+
 /* Polls GET /health until it answers 2xx, the VMM dies or the time is up. */
 static int wait_agent(pid_t pid, const struct vm_paths *p, int timeout_ms, char *err, size_t errsz)
 {
 	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
-	int last_errno = 0, last_status = 0, st = 0;
+	int last_errno = 0, last_status = 0, st = 0, try_ms = AGENT_TRY_FIRST_MS;
 	for (;;) {
 		if (process_ended(pid, &st)) {
 			char how[64], msg[300];
@@ -533,13 +579,15 @@ static int wait_agent(pid_t pid, const struct vm_paths *p, int timeout_ms, char 
 		if (now >= deadline)
 			break;
 		int left = (int)(deadline - now);
-		int status = agent_request(p->vsock, "GET", "/health", NULL, NULL, 0, left < 2000 ? left : 2000);
+		int status = agent_request(p->vsock, "GET", "/health", NULL, NULL, 0, left < try_ms ? left : try_ms);
 		if (status >= 200 && status < 300)
 			return 0;
 		if (status > 0)
 			last_status = status;
 		else
 			last_errno = errno;
+		if (status < 0 && last_errno == ETIMEDOUT && try_ms < AGENT_TRY_MAX_MS)
+			try_ms *= 2;
 		sleep_ms(20);
 	}
 	if (last_status)
@@ -793,7 +841,7 @@ int vm_claim(pid_t pid, const struct vm_spec *s, char *err, size_t errsz)
 		seterr(err, errsz, "sandbox=%s: pid %d is not its waiting VMM (it ended)", s->id, (int)pid);
 		return -1;
 	}
-	if (control_op(p.control, "resume", CONTROL_MS, why, sizeof why) == 0 &&
+	if (control_op(p.control, "resume", CONTROL_SLOW_MS, why, sizeof why) == 0 &&
 	    wait_agent(pid, &p, RESTORE_AGENT_MS, why, sizeof why) == 0 &&
 	    post_init(&p, s->init_json, why, sizeof why) == 0) {
 		log_info("vm.claim", "sandbox=%s pid=%d resumed, agent has its identity in %llu ms", s->id, (int)pid,
@@ -906,7 +954,7 @@ int vm_pause(pid_t pid, const struct vm_spec *s, char *err, size_t errsz)
 		seterr(err, errsz, "sandbox=%s: pid %d is not its running VMM", s->id, (int)pid);
 		return -1;
 	}
-	if (control_op(p.control, "pause", CONTROL_MS, why, sizeof why) < 0) {
+	if (control_op(p.control, "pause", CONTROL_SLOW_MS, why, sizeof why) < 0) {
 		seterr(err, errsz, "sandbox=%s: %s", s->id, why);
 		return -1;
 	}
@@ -916,7 +964,7 @@ int vm_pause(pid_t pid, const struct vm_spec *s, char *err, size_t errsz)
 		if (tmp[0])
 			remove_flat_dir(tmp);
 		char ignored[128];
-		control_op(p.control, "resume", CONTROL_MS, ignored, sizeof ignored);
+		control_op(p.control, "resume", CONTROL_SLOW_MS, ignored, sizeof ignored);
 		seterr(err, errsz, "sandbox=%s: snapshot for pause: %s", s->id, why);
 		log_error("vm.pause", "%s", err);
 		return -1;
@@ -1056,6 +1104,8 @@ int template_build(const char *template_dir, const char *kernel, const char *roo
 		if (wait_agent(b.pid, &b.p, BOOT_AGENT_MS, why, sizeof why) == 0) {
 			t_agent = mono_ms() - t0;
 			report(&b, 50, "agent");
+			wait_interpreter(b.pid, &b.p);
+			report(&b, 55, "interpreter");
 			sleep_ms(SETTLE_MS);
 			report(&b, 60, "snapshot");
 			uint64_t ts = mono_ms();

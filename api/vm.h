@@ -42,7 +42,7 @@ struct vm_spec {
 };
 
 /* Restores <template_dir>/snap in a new cube-vmm with a fresh disk layer,
- * waits for the agent (10 s, less if the VMM dies) and posts /init. Returns
+ * waits for the agent (RESTORE_AGENT_MS, 30 s, less if the VMM dies) and posts /init. Returns
  * the VMM's pid. On failure nothing it started is left running, run_dir is
  * removed, and err says what failed (with the VMM's last log message). */
 pid_t vm_start(const struct vm_spec *spec, char *err, size_t errsz);

@@ -9,19 +9,24 @@ plain HTTP, as a client on the host would see it:
   through the proxy in header mode (E2b-Sandbox-Id / E2b-Sandbox-Port, the
   Connect envelope), running `echo ready` under `/bin/bash -l -c` as the SDK
   does, until the stream's end event (exit code 0, "ready" on stdout);
+- create to first runCode: POST /sandboxes {"templateID":"code-interpreter-v1"},
+  then POST /execute {"code":"1 + 1"} on the interpreter port (49999) through the
+  proxy, as the code-interpreter SDKs' runCode does, until end_of_execution (a
+  main result "2");
 
 at concurrency 1 (BENCH_SERIAL creates in a row) and at BENCH_CONCURRENCY
-(BENCH_ROUNDS rounds started together). One unmeasured create comes first (the
-first restore reads the template snapshot from the data disk). Memory: the
-console's `status` line "memory N MiB used" with no sandbox and with
-BENCH_IDLE idle sandboxes, and each idle sandbox's memPss / memPrivate from
-GET /sandboxes/{id}/metrics where the api reports them (older builds answer []).
+(BENCH_ROUNDS rounds started together), first with the warm pool (cube-api's
+default, 2 per template), then without one (PUT /admin/pool {"*":0}; then back
+to 2). One unmeasured create comes first (the first restore reads the template
+snapshot from the data disk). Memory: the console's `status` line "memory N MiB
+used" with no sandbox and with each count of BENCH_IDLE idle sandboxes, and
+each idle sandbox's memPss / memPrivate from GET /sandboxes/{id}/metrics.
 Whether creates took a warm-pool VMM is read from the api's log (`logs api`,
 its pool.take events).
 
 Environment (image/bench-api.sh sets it): IMAGE, LOGDIR, TMP, ACCEL, ACCEL_NAME,
 MEM, SMP, BOOT_TIMEOUT, BENCH_SERIAL (20), BENCH_CONCURRENCY (10),
-BENCH_ROUNDS (3), BENCH_IDLE (10). The serial log is build/image/test-bench-api.log.
+BENCH_ROUNDS (3), BENCH_IDLE (10,50,100: counts of idle sandboxes). The serial log is build/image/test-bench-api.log.
 """
 import base64
 import http.client
@@ -39,14 +44,18 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "tests"))
 
 from imagetest import Fail, Vm, boot, command, first_boot_password, login, poweroff  # noqa: E402
-from test_sdk import API_KEY, free_port, wait_base_ready  # noqa: E402
+from test_sdk import API_KEY, free_port  # noqa: E402
+from test_templates import wait_templates_ready  # noqa: E402
 
 SERIAL = int(os.environ.get("BENCH_SERIAL", "20"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-IDLE = int(os.environ.get("BENCH_IDLE", "10"))
+IDLE_LEVELS = sorted(int(n) for n in os.environ.get("BENCH_IDLE", "10,50,100").split(",") if n.strip())
 TIMEOUT = 180  # seconds for one HTTP exchange: nested KVM under TCG is slow
 ENVD_PORT = 49983
+INTERP_PORT = 49999
+CODE_TEMPLATE = "code-interpreter-v1"
+POOL_SIZE = 2  # cube-api's default --pool-size, restored after the cold phase
 MEMORY = re.compile(r"memory +(\d+) MiB used of (\d+) MiB")
 
 
@@ -73,10 +82,10 @@ class Appliance:
         finally:
             conn.close()
 
-    def create(self):
-        """Creates a base sandbox; returns (record, seconds to the 201)."""
+    def create(self, template="base"):
+        """Creates a sandbox; returns (record, seconds to the 201)."""
         t0 = time.monotonic()
-        status, body = self.call("POST", "/sandboxes", {"templateID": "base", "timeout": 600})
+        status, body = self.call("POST", "/sandboxes", {"templateID": template, "timeout": 600})
         took = time.monotonic() - t0
         if status != 201:
             raise Fail("POST /sandboxes: %d %r" % (status, body))
@@ -111,6 +120,34 @@ class Appliance:
             conn.close()
 
 
+    def first_run_code(self, rec):
+        """POST /execute {"code": "1 + 1"} through the proxy; returns when it ended with the result 2."""
+        headers = {"E2b-Sandbox-Id": rec["sandboxID"], "E2b-Sandbox-Port": str(INTERP_PORT),
+                   "Content-Type": "application/json"}
+        if rec.get("envdAccessToken"):
+            headers["X-Access-Token"] = rec["envdAccessToken"]
+        conn = http.client.HTTPConnection("127.0.0.1", self.proxy_port, timeout=TIMEOUT)
+        try:
+            conn.request("POST", "/execute", body=json.dumps({"code": "1 + 1"}).encode(), headers=headers)
+            r = conn.getresponse()
+            if r.status != 200:
+                raise Fail("POST /execute in %s: %d %r" % (rec["sandboxID"], r.status, r.read()[:300]))
+            results = []
+            for line in r:
+                event = json.loads(line) if line.strip() else {}
+                if event.get("type") == "result":
+                    results.append(event.get("text"))
+                if event.get("type") == "error":
+                    raise Fail("%s: 1 + 1 raised %r" % (rec["sandboxID"], event))
+                if event.get("type") == "end_of_execution":
+                    if results != ["2"]:
+                        raise Fail("%s: 1 + 1 gave %r" % (rec["sandboxID"], results))
+                    return
+            raise Fail("%s: the execute stream ended before end_of_execution" % rec["sandboxID"])
+        finally:
+            conn.close()
+
+
 def read_exact(r, n):
     out = b""
     while len(out) < n:
@@ -138,29 +175,33 @@ def read_until_end(r, sid):
             return
 
 
-def create_then_command(app):
-    """One create + first command; returns (sandbox id, create s, create-to-command s)."""
+def create_then_command(app, code=False):
+    """One create + first command (code: a code-interpreter sandbox and its
+    first runCode); returns (sandbox id, create s, create-to-first-answer s)."""
     t0 = time.monotonic()
     sid = None
     try:
-        rec, took = app.create()
+        rec, took = app.create(CODE_TEMPLATE if code else "base")
         sid = rec["sandboxID"]
-        app.first_command(rec)
+        if code:
+            app.first_run_code(rec)
+        else:
+            app.first_command(rec)
     except (OSError, http.client.HTTPException, ValueError) as e:
         # A connection cut or a garbled answer is a result too: report it as one.
         raise Fail("%s: %s: %s" % ("sandbox " + sid if sid else "POST /sandboxes", type(e).__name__, e))
     return sid, took, time.monotonic() - t0
 
 
-def run_concurrent(app, n):
-    """n create + first command at once; returns their results (raises the first failure)."""
+def run_concurrent(app, n, code=False):
+    """n create + first command (or runCode) at once; returns their results (raises the first failure)."""
     results, errors = [None] * n, []
     gate = threading.Barrier(n)
 
     def one(i):
         try:
             gate.wait()
-            results[i] = create_then_command(app)
+            results[i] = create_then_command(app, code)
         except Exception as e:  # reported after every thread ended
             errors.append(e)
 
@@ -173,6 +214,52 @@ def run_concurrent(app, n):
     if errors:
         raise errors[0]
     return results
+
+
+def set_pool(app, want):
+    """PUT /admin/pool {"*": want}, then waits until every template's pool has that size."""
+    config = {"*": want}
+    status, body = app.call("PUT", "/admin/pool", config)
+    if status != 200:
+        raise Fail("PUT /admin/pool %r: %d %r" % (config, status, body))
+    wait_pools(app, want)
+
+
+def wait_pools(app, want):
+    """Until every template's pool has `want` paused VMMs waiting (a pooled
+    measurement then times the pooled path, not a pool still refilling)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status, body = app.call("GET", "/admin/pool")
+        pools = body.get("templates", []) if status == 200 and isinstance(body, dict) else []
+        # Applied (every template at the new size, the two default ones
+        # listed when it is not 0) and reached (filled or emptied).
+        if (len(pools) >= (2 if want else 0) and
+                all(t.get("size") == want and t.get("ready") == want and not t.get("filling") for t in pools)):
+            return
+        time.sleep(1)
+    raise Fail("the pools did not reach %d each: %r" % (want, body))
+
+
+def without_pool(app):
+    """The same creates with every pool at 0 (each one restores the snapshot),
+    then the pools back as they were: (1-way, N-way, runCode 1-way) results."""
+    set_pool(app, 0)
+    serial, code = [], []
+    for _ in range(SERIAL):
+        sid, took, to_cmd = create_then_command(app)
+        app.kill(sid)
+        serial.append((took, to_cmd))
+    parallel = []
+    for _ in range(ROUNDS):
+        parallel += [(r[1], r[2]) for r in run_concurrent(app, CONCURRENCY)]
+    for _ in range(SERIAL):
+        sid, took, to_code = create_then_command(app, code=True)
+        app.kill(sid)
+        code.append((took, to_code))
+    progress("without a pool: %d + %d x %d creates, %d runCode creates done" % (SERIAL, ROUNDS, CONCURRENCY, SERIAL))
+    set_pool(app, POOL_SIZE)
+    return serial, parallel, code
 
 
 def kill_all(app, ids):
@@ -212,22 +299,26 @@ def vmm_memory(app, sid):
 
 
 def idle_memory(vm, app):
-    """(used MiB with none, used MiB with IDLE idle sandboxes, [(pss, private) MiB per sandbox])."""
+    """Memory with 0 and then each of IDLE_LEVELS idle sandboxes running (each
+    has run one command): (used MiB with none, [(n, used MiB, [(pss, private)
+    MiB per sandbox])])."""
     before, _total, _ = memory_used(vm)
-    ids = []
+    ids, levels = [], []
     try:
-        for _ in range(IDLE):
-            sid, _took, _to_cmd = create_then_command(app)  # each one has run a command,
-            ids.append(sid)  # then sits idle
-        time.sleep(15)
-        after, _, out = memory_used(vm)
-        running = re.search(r"sandboxes +(\d+) running", out)
-        if not running or int(running.group(1)) != IDLE:
-            raise Fail("status does not show %d running sandboxes: %r" % (IDLE, out))
-        per = [m for m in (vmm_memory(app, sid) for sid in ids) if m]
+        for level in IDLE_LEVELS:
+            while len(ids) < level:
+                sid, _took, _to_cmd = create_then_command(app)
+                ids.append(sid)
+            time.sleep(10)
+            used, _, out = memory_used(vm)
+            running = re.search(r"sandboxes +(\d+) running", out)
+            if not running or int(running.group(1)) != level:
+                raise Fail("status does not show %d running sandboxes: %r" % (level, out))
+            levels.append((level, used, [m for m in (vmm_memory(app, sid) for sid in ids) if m]))
+            progress("memory: %d MiB used with %d idle sandboxes" % (used, level))
     finally:
         kill_all(app, ids)
-    return before, after, per
+    return before, levels
 
 
 def pool_takes(vm):
@@ -239,18 +330,16 @@ def pool_takes(vm):
     return sum("from=pool" in ln for ln in creates), sum("from=cold" in ln for ln in creates)
 
 
-def memory_text(before, after, per):
-    text = ('memory: appliance "used" (console status) %d MiB with no sandbox, %d MiB with %d idle\n'
-            'sandboxes (each has run one command): %.1f MiB per idle sandbox (everything it costs the\n'
-            'host: VMM process, guest pages it touched, KVM)\n' % (before, after, IDLE, (after - before) / IDLE))
-    if per:
-        pss = [p[0] for p in per]
-        priv = [p[1] for p in per]
-        text += ("per idle sandbox, GET /sandboxes/{id}/metrics (%d of %d answered): memPss avg %.1f MiB\n"
-                 "(max %.1f), memPrivate avg %.1f MiB (max %.1f)\n" % (
-                     len(per), IDLE, sum(pss) / len(pss), max(pss), sum(priv) / len(priv), max(priv)))
-    else:
-        text += "no PSS figure: GET /sandboxes/{id}/metrics of this build has no memPss\n"
+def memory_text(before, levels):
+    text = ('memory per idle sandbox (each has run one command); "used" is the console status line, %d MiB\n'
+            'with no sandbox; PSS and private from GET /sandboxes/{id}/metrics (the VMM process: guest\n'
+            'pages it touched, its own heap; the pages of the template snapshot are shared, so PSS splits them)\n\n'
+            '  sandboxes  used MiB  MiB/sandbox   PSS avg   PSS max  private avg  private max\n' % before)
+    for n, used, per in levels:
+        pss = [p[0] for p in per] or [float("nan")]
+        priv = [p[1] for p in per] or [float("nan")]
+        text += "  %9d  %8d  %11.1f  %8.1f  %8.1f  %11.1f  %11.1f\n" % (
+            n, used, (used - before) / n, sum(pss) / len(pss), max(pss), sum(priv) / len(priv), max(priv))
     return text
 
 
@@ -280,9 +369,9 @@ def main():
         if not m:
             raise Fail("no admin API key in the first-boot banner")
         app = Appliance(api_port, proxy_port, m.group(1).decode())
-        progress("boot.done after %.1f s; waiting for the base template" % secs)
-        build = wait_base_ready("http://127.0.0.1:%d" % api_port, app.key)
-        progress("base template ready %.0f s later" % build)
+        progress("boot.done after %.1f s; waiting for the templates" % secs)
+        build = wait_templates_ready("http://127.0.0.1:%d" % api_port, app.key)
+        progress("templates ready %.0f s later" % build)
         status, tpl = app.call("GET", "/templates/base")
         shape = "%s vCPU, %s MiB" % (tpl.get("cpuCount"), tpl.get("memoryMB")) if status == 200 else "?"
 
@@ -293,21 +382,36 @@ def main():
 
         serial = []
         for _ in range(SERIAL):
+            wait_pools(app, POOL_SIZE)
             sid, took, to_cmd = create_then_command(app)
             app.kill(sid)
             serial.append((took, to_cmd))
         progress("concurrency 1: %d creates done" % SERIAL)
         parallel = []
         for k in range(ROUNDS):
+            wait_pools(app, POOL_SIZE)
             res = run_concurrent(app, CONCURRENCY)
             parallel += [(r[1], r[2]) for r in res]
             progress("concurrency %d: round %d of %d done" % (CONCURRENCY, k + 1, ROUNDS))
+        sid, _, _ = create_then_command(app, code=True)  # the template's first restore, unmeasured
+        app.kill(sid)
+        code_serial = []
+        for _ in range(SERIAL):
+            wait_pools(app, POOL_SIZE)
+            sid, took, to_code = create_then_command(app, code=True)
+            app.kill(sid)
+            code_serial.append((took, to_code))
+        code_parallel = []
+        for k in range(ROUNDS):
+            wait_pools(app, POOL_SIZE)
+            code_parallel += [(r[1], r[2]) for r in run_concurrent(app, CONCURRENCY, code=True)]
+        progress("runCode: %d creates 1-way and %d rounds %d-way done" % (SERIAL, ROUNDS, CONCURRENCY))
+        cold_serial, cold_parallel, cold_code = without_pool(app)
 
         vm.pos = 0
         login(vm, first_boot_password(vm), wrong_first=False)
         logged_in = True
-        before, after, per = idle_memory(vm, app)
-        progress("memory: %d MiB used with no sandbox, %d MiB with %d idle" % (before, after, IDLE))
+        before, levels = idle_memory(vm, app)
         takes = pool_takes(vm)
         poweroff(vm)
     except Fail:
@@ -317,21 +421,37 @@ def main():
     finally:
         vm.stop()
 
-    creates = 1 + SERIAL + CONCURRENCY * ROUNDS + IDLE
+    creates = 2 * (1 + SERIAL + CONCURRENCY * ROUNDS) + SERIAL + CONCURRENCY * ROUNDS + SERIAL + max(IDLE_LEVELS)
     if takes[0] or takes[1]:
         pool = ("warm pool: of the %d creates, %d took a pooled VMM and %d restored cold"
                 " (the api log's sandbox.create from=pool|cold)" % (creates, takes[0], takes[1]))
     else:
         pool = "warm pool: none in this build (no from=pool|cold in the api log): every create restored the snapshot"
+    table = "\n".join([
+        "  with the warm pool (%d paused VMMs per template, full before each create or round;"
+        "\n  an N-way round takes %d and restores the rest)" % (POOL_SIZE, POOL_SIZE),
+        row("create (POST to 201), 1-way", [s[0] for s in serial]),
+        row("create to first command, 1-way", [s[1] for s in serial]),
+        row("create, %d-way" % CONCURRENCY, [p[0] for p in parallel]),
+        row("create to first command, %d-way" % CONCURRENCY, [p[1] for p in parallel]),
+        row("create %s, 1-way" % CODE_TEMPLATE, [s[0] for s in code_serial]),
+        row("create to first runCode, 1-way", [s[1] for s in code_serial]),
+        row("create %s, %d-way" % (CODE_TEMPLATE, CONCURRENCY), [p[0] for p in code_parallel]),
+        row("create to first runCode, %d-way" % CONCURRENCY, [p[1] for p in code_parallel]),
+        "  without a pool (PUT /admin/pool {\"*\":0}: every create restores the snapshot)",
+        row("create (POST to 201), 1-way", [s[0] for s in cold_serial]),
+        row("create to first command, 1-way", [s[1] for s in cold_serial]),
+        row("create, %d-way" % CONCURRENCY, [p[0] for p in cold_parallel]),
+        row("create to first command, %d-way" % CONCURRENCY, [p[1] for p in cold_parallel]),
+        row("create %s, 1-way" % CODE_TEMPLATE, [s[0] for s in cold_code]),
+        row("create to first runCode, 1-way", [s[1] for s in cold_code]),
+    ])
     print("""CubeOS create latency (%s, %s)
 accelerator: %s; appliance: %s vCPUs, %s MiB; template base: %s; host: %d CPUs, load average %.1f
 %s
 first create after boot (not below): %.0f ms to 201, %.0f ms to first command
 
   ms                                     n      P50      P95      P99      avg      max
-%s
-%s
-%s
 %s
 
 %s
@@ -341,12 +461,7 @@ reference, CubeSandbox's published figures (other machine, bare-metal KVM, their
        os.environ.get("ACCEL_NAME", " ".join(os.environ.get("ACCEL", "").split())) +
        ", sandboxes on the appliance's nested kvm_amd",
        os.environ.get("SMP", "2"), os.environ.get("MEM", "4096"), shape, os.cpu_count(), os.getloadavg()[0],
-       pool, warm_create * 1000, warm_cmd * 1000,
-       row("create (POST to 201), 1-way", [s[0] for s in serial]),
-       row("create to first command, 1-way", [s[1] for s in serial]),
-       row("create, %d-way" % CONCURRENCY, [p[0] for p in parallel]),
-       row("create to first command, %d-way" % CONCURRENCY, [p[1] for p in parallel]),
-       memory_text(before, after, per)))
+       pool, warm_create * 1000, warm_cmd * 1000, table, memory_text(before, levels)))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 #   image/bench-api.sh [IMAGE]    IMAGE defaults to build/image/cubeos.qcow2
 #
 # Environment: ACCEL (as for run.sh), MEM (4096), SMP (2), BOOT_TIMEOUT (300),
-# BENCH_SERIAL (20), BENCH_CONCURRENCY (10), BENCH_ROUNDS (3), BENCH_IDLE (10).
+# BENCH_SERIAL (20), BENCH_CONCURRENCY (10), BENCH_ROUNDS (3), BENCH_IDLE (10,50,100).
 # Serial log: build/image/test-bench-api.log.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "../../lib/fileio.h"
 #include "../../lib/http.h"
 #include "../../lib/json.h"
 #include "../../lib/log.h"
@@ -33,6 +34,14 @@
 static char state_dir[256], run_dir[256];
 
 /* --- fixture: state directory ------------------------------------------------------ */
+
+static bool path_exists(const char *dir, const char *fmt, const char *id)
+{
+	char rel[256], path[600];
+	snprintf(rel, sizeof rel, fmt, id);
+	snprintf(path, sizeof path, "%s/%s", dir, rel);
+	return access(path, F_OK) == 0;
+}
 
 static void write_file(const char *rel, const char *text)
 {
@@ -137,6 +146,11 @@ static int listen_loopback(int *port)
 /* The warm pool of the next inst_start (0: none). */
 static int inst_pool_size;
 static unsigned inst_pool_interval_ms;
+/* Admission limits of the next inst_start (0 / NULL: the defaults). */
+static int inst_max_sandboxes;
+static const char *inst_meminfo;
+/* The image's templates directory of the next inst_start (NULL: none). */
+static const char *inst_templates_dir = "/nonexistent/templates";
 
 static bool inst_start(struct inst *in, const char *kernel, const char *rootfs)
 {
@@ -150,7 +164,10 @@ static bool inst_start(struct inst *in, const char *kernel, const char *rootfs)
 				 .pool_size = inst_pool_size,
 				 .pool_interval_ms = inst_pool_interval_ms,
 				 .base_kernel = kernel ? kernel : "/nonexistent/vmlinux",
-				 .base_rootfs = rootfs ? rootfs : "/nonexistent/rootfs.ext4"};
+				 .base_rootfs = rootfs ? rootfs : "/nonexistent/rootfs.ext4",
+				 .templates_dir = inst_templates_dir,
+				 .max_sandboxes = inst_max_sandboxes,
+				 .meminfo_path = inst_meminfo};
 	in->api = api_new(in->loop, &cfg, &fake_vm_ops);
 	int lfd = listen_loopback(&in->port);
 	if (!in->api || lfd < 0 || http_server_listen_fd(api_server(in->api), lfd) < 0 || pipe(in->stop_pipe) < 0)
@@ -606,6 +623,125 @@ TEST(timeout_pause_connect_resume)
 	inst_stop(&in);
 }
 
+TEST(logs_come_from_the_sandbox_console)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	char id[64], path[600];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	/* What a guest writes on its serial console: kernel lines and the agent's structured ones. */
+	snprintf(path, sizeof path, "%s/sandboxes/%s", run_dir, id);
+	CHECK_EQ_INT(dir_make_all(path, 0755), 0);
+	strncat(path, "/console.log", sizeof path - strlen(path) - 1);
+	FILE *f = fopen(path, "w");
+	if (!CHECK(f != NULL))
+		return;
+	fputs(
+	    "[    0.512] virtio_blk virtio0: [vda] 4194304 512-byte logical blocks\r\n"
+	    "{\"ts\":\"2099-01-01T10:00:00.000Z\",\"level\":\"info\",\"comp\":\"cube-agent\",\"event\":\"process."
+	    "start\","
+	    "\"msg\":\"pid 42 started\",\"pid\":42}\n"
+	    "\n"
+	    "{\"ts\":\"2099-01-01T10:00:05.000Z\",\"level\":\"warn\",\"comp\":\"cube-agent\",\"event\":\"files.write\","
+	    "\"msg\":\"disk almost full\"}\n"
+	    "a line after it\n"
+	    "{not json\n",
+	    f);
+	fclose(f);
+
+	struct reply r;
+	snprintf(path, sizeof path, "/sandboxes/%s/logs", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	const struct json *entries = json_get(r.j, "logEntries"), *logs = json_get(r.j, "logs");
+	if (CHECK(entries && entries->type == JSON_ARRAY && entries->count == 5 && logs && logs->count == 5)) {
+		const struct json *e1 = entries->child->next, *e2 = e1->next, *e3 = e2->next;
+		CHECK_STREQ(json_get_str(entries->child, "level"), "info");
+		CHECK_STREQ(json_get_str(json_get(entries->child, "fields"), "source"), "console");
+		CHECK_STREQ(json_get_str(e1, "timestamp"), "2099-01-01T10:00:00.000Z");
+		CHECK_STREQ(json_get_str(e1, "message"), "pid 42 started");
+		CHECK_STREQ(json_get_str(json_get(e1, "fields"), "event"), "process.start");
+		CHECK_STREQ(json_get_str(json_get(e1, "fields"), "pid"), "42");
+		CHECK_STREQ(json_get_str(e2, "level"), "warn");
+		/* A line without a time of its own: the last time seen. */
+		CHECK_STREQ(json_get_str(e3, "timestamp"), "2099-01-01T10:00:05.000Z");
+		CHECK_STREQ(json_get_str(e3, "message"), "a line after it");
+		CHECK_STREQ(json_get_str(logs->child, "line"),
+			    "[    0.512] virtio_blk virtio0: [vda] 4194304 512-byte logical blocks");
+	}
+	reply_free(&r);
+
+	/* start (ms since the epoch) and limit select, as E2B's API does. */
+	snprintf(path, sizeof path, "/sandboxes/%s/logs?start=4070944802000&limit=2", id); /* 2099-01-01 10:00:02 */
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	entries = json_get(r.j, "logEntries");
+	if (CHECK(entries && entries->count == 2))
+		CHECK_STREQ(json_get_str(entries->child, "message"), "disk almost full");
+	reply_free(&r);
+	snprintf(path, sizeof path, "/sandboxes/%s/logs?limit=5000", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 400);
+	CHECK(error_shape(&r, 400));
+	reply_free(&r);
+	snprintf(path, sizeof path, "/sandboxes/%s/logs?start=yesterday", id);
+	CHECK_EQ_INT(status_of(&in, "GET", path, NULL), 400);
+	CHECK_EQ_INT(status_of(&in, "GET", "/sandboxes/nosuchsandbox/logs", NULL), 404);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
+static void write_meminfo(const char *path, long long avail_kib)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		abort();
+	fprintf(f, "MemTotal:        4015532 kB\nMemFree:          100000 kB\nMemAvailable:   %8lld kB\n", avail_kib);
+	fclose(f);
+}
+
+TEST(creates_beyond_the_limits_are_429)
+{
+	char meminfo[512], a[64], b[64], id[64], path[128];
+	snprintf(meminfo, sizeof meminfo, "%s/meminfo", run_dir);
+	write_meminfo(meminfo, 4 << 20);
+	inst_max_sandboxes = 2;
+	inst_meminfo = meminfo;
+	struct inst in;
+	bool ok = inst_start(&in, NULL, NULL);
+	inst_max_sandboxes = 0;
+	inst_meminfo = NULL;
+	if (!CHECK(ok))
+		return;
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", a), 201);
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", b), 201);
+	struct reply r;
+	CHECK_EQ_INT(call(&in, "POST", "/sandboxes", "{\"templateID\":\"base\"}", &r), 429);
+	CHECK(error_shape(&r, 429) && strstr(json_get_str(r.j, "message"), "maximum of 2 sandboxes"));
+	CHECK_STREQ(r.retry_after, "5");
+	reply_free(&r);
+	/* A paused sandbox holds no memory: it does not count. */
+	snprintf(path, sizeof path, "/sandboxes/%s/pause", a);
+	CHECK_EQ_INT(status_of(&in, "POST", path, NULL), 204);
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	/* Low memory: refused whatever the count, until memory is back. */
+	snprintf(path, sizeof path, "/sandboxes/%s", b);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	write_meminfo(meminfo, 100 * 1024);
+	CHECK_EQ_INT(call(&in, "POST", "/sandboxes", "{\"templateID\":\"base\"}", &r), 429);
+	CHECK(error_shape(&r, 429) && strstr(json_get_str(r.j, "message"), "low on memory (100 MiB available"));
+	CHECK_STREQ(r.retry_after, "10");
+	reply_free(&r);
+	write_meminfo(meminfo, 4 << 20);
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	snprintf(path, sizeof path, "/sandboxes/%s", a);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
 /* Polls until the sandbox reaches want (or "gone"), up to ms. */
 static bool wait_state(struct inst *in, const char *id, const char *want, int ms)
 {
@@ -719,8 +855,18 @@ TEST(registry_survives_a_restart)
 		fake_set_dead(rec.vmm_pid);
 		sandbox_clear(&rec);
 	}
+	/* A power loss left two empty records (running records are not synced):
+	 * one of a running sandbox, one next to a paused snapshot. */
+	write_file("sandboxes/emptyrecord000000000a/sandbox.json", "");
+	write_file("sandboxes/emptyrecord000000000a/disk.layer", "layer");
+	write_file("sandboxes/emptyrecord000000000b/sandbox.json", "");
+	write_file("sandboxes/emptyrecord000000000b/paused/state", "snapshot");
 	if (!CHECK(inst_start(&in, NULL, NULL)))
 		return;
+	CHECK(!path_exists(state_dir, "sandboxes/%s", "emptyrecord000000000a"));
+	CHECK(path_exists(state_dir, "sandboxes/%s/paused/state", "emptyrecord000000000b"));
+	snprintf(path, sizeof path, "%s/sandboxes/emptyrecord000000000b", state_dir);
+	registry_remove_tree(path);
 	CHECK_STREQ(state_of(&in, run, st, sizeof st), "running");
 	CHECK_STREQ(state_of(&in, pau, st, sizeof st), "paused");
 	CHECK_STREQ(state_of(&in, lost, st, sizeof st), "gone");
@@ -735,6 +881,45 @@ TEST(registry_survives_a_restart)
 	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
 	snprintf(path, sizeof path, "/sandboxes/%s", run);
 	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
+/* A restart while the host is starved: the VMMs are alive but miss their
+ * first pings. They must stay sandboxes (they used to be removed, their
+ * record and disk layer deleted under a still running VMM, and a kill then
+ * got 404). */
+TEST(restart_keeps_sandboxes_whose_vmm_answers_late)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	char a[64], b[64], st[32], path[128];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", a), 201);
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", b), 201);
+	inst_stop(&in);
+	int running = fake_running();
+	fake_alive_misses = 3; /* both miss the first check, one the second too */
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	CHECK_EQ_INT(fake_alive_misses, 0);
+	CHECK_STREQ(state_of(&in, a, st, sizeof st), "running");
+	CHECK_STREQ(state_of(&in, b, st, sizeof st), "running");
+	CHECK(record_on_disk(a) && record_on_disk(b));
+	CHECK_EQ_INT(fake_running(), running);
+	snprintf(path, sizeof path, "/sandboxes/%s", a);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+
+	/* One that never answers goes, and its VMM is stopped with it. */
+	fake_alive_misses = 1000;
+	int stops = fake_stops;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	fake_alive_misses = 0;
+	CHECK_STREQ(state_of(&in, b, st, sizeof st), "gone");
+	CHECK(!record_on_disk(b));
+	CHECK_EQ_INT(fake_stops - stops, 1);
+	CHECK_EQ_INT(fake_running(), running - 2);
 	inst_stop(&in);
 }
 
@@ -787,6 +972,100 @@ TEST(templates_list_get_and_base_build)
 	inst_stop(&in);
 }
 
+/* Waits until GET /templates/{id} says ready. */
+static bool template_becomes_ready(struct inst *in, const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/templates/%s", id);
+	for (int i = 0; i < 200; i++) {
+		struct reply r;
+		call(in, "GET", path, NULL, &r);
+		bool ready = r.status == 200 && json_get_str(r.j, "buildStatus") &&
+			     strcmp(json_get_str(r.j, "buildStatus"), "ready") == 0;
+		reply_free(&r);
+		if (ready)
+			return true;
+		usleep(20000);
+	}
+	return false;
+}
+
+static void write_sized(const char *path, size_t size)
+{
+	FILE *f = fopen(path, "w");
+	if (!f || ftruncate(fileno(f), (off_t)size) < 0)
+		abort();
+	fclose(f);
+}
+
+TEST(image_templates_are_built_once_and_rebuilt_when_the_image_changes)
+{
+	char tdir[512], path[600], kernel[512];
+	snprintf(tdir, sizeof tdir, "%s/image-templates", run_dir);
+	snprintf(kernel, sizeof kernel, "%s/vmlinux", run_dir);
+	write_sized(kernel, 1000);
+	const char *names[] = {"base", "extra"};
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", tdir, names[i]);
+		CHECK_EQ_INT(dir_make_all(path, 0755), 0);
+		strncat(path, "/rootfs.ext4", sizeof path - strlen(path) - 1);
+		write_sized(path, 4 << 20);
+		snprintf(path, sizeof path, "%s/templates/%s", state_dir, names[i]);
+		registry_remove_tree(path);
+	}
+	inst_templates_dir = tdir;
+
+	/* First start: both are built, from the image's files. */
+	int builds = fake_builds;
+	struct inst in;
+	if (!CHECK(inst_start(&in, kernel, "/nonexistent/rootfs.ext4")))
+		return;
+	CHECK(template_becomes_ready(&in, "base"));
+	CHECK(template_becomes_ready(&in, "extra"));
+	CHECK_EQ_INT(fake_builds, builds + 2);
+	struct reply r;
+	CHECK_EQ_INT(call(&in, "GET", "/templates/extra", NULL, &r), 200);
+	CHECK_EQ_INT(json_get_int(r.j, "diskSizeMB", 0), 4);
+	reply_free(&r);
+	inst_stop(&in);
+
+	/* Nothing changed: nothing is rebuilt. */
+	if (!CHECK(inst_start(&in, kernel, "/nonexistent/rootfs.ext4")))
+		return;
+	usleep(200000);
+	CHECK_EQ_INT(fake_builds, builds + 2);
+	inst_stop(&in);
+
+	/* An image update changed one rootfs: that template alone is rebuilt. */
+	snprintf(path, sizeof path, "%s/extra/rootfs.ext4", tdir);
+	write_sized(path, 8 << 20);
+	if (!CHECK(inst_start(&in, kernel, "/nonexistent/rootfs.ext4")))
+		return;
+	for (int i = 0; i < 200 && fake_builds < builds + 3; i++)
+		usleep(20000);
+	CHECK(template_becomes_ready(&in, "extra"));
+	CHECK_EQ_INT(fake_builds, builds + 3);
+	CHECK_EQ_INT(call(&in, "GET", "/templates/extra", NULL, &r), 200);
+	CHECK_EQ_INT(json_get_int(r.j, "diskSizeMB", 0), 8);
+	reply_free(&r);
+	inst_stop(&in);
+
+	/* A template a user built under that name (a build job's buildID) is
+	 * theirs: a changed image file does not rebuild over it. */
+	write_file("templates/extra/template.json",
+		   "{\"templateID\":\"extra\",\"name\":\"extra\",\"state\":\"ready\",\"buildID\":\"b1\"}");
+	snprintf(path, sizeof path, "%s/extra/rootfs.ext4", tdir);
+	write_sized(path, 12 << 20);
+	if (!CHECK(inst_start(&in, kernel, "/nonexistent/rootfs.ext4")))
+		return;
+	usleep(200000);
+	CHECK_EQ_INT(fake_builds, builds + 3);
+	inst_stop(&in);
+	inst_templates_dir = "/nonexistent/templates";
+	snprintf(path, sizeof path, "%s/templates/extra", state_dir); /* the pool tests count templates */
+	registry_remove_tree(path);
+}
+
 /* --- the warm pool ------------------------------------------------------------------- */
 
 struct pool_view {
@@ -833,14 +1112,6 @@ static bool wait_pool(struct inst *in, const char *template_id, int ready, int m
 	fprintf(stderr, "    pool %s: ready %d (want %d), fills %d (want >= %d)\n", template_id, v->ready, ready,
 		v->fills, min_fills);
 	return false;
-}
-
-static bool path_exists(const char *dir, const char *fmt, const char *id)
-{
-	char rel[256], path[600];
-	snprintf(rel, sizeof rel, fmt, id);
-	snprintf(path, sizeof path, "%s/%s", dir, rel);
-	return access(path, F_OK) == 0;
 }
 
 static void set_pool_json(const char *text)
@@ -974,6 +1245,34 @@ TEST(pool_replaces_a_dead_member_and_stops_all_at_shutdown)
 	inst_stop(&in);
 }
 
+/* A waiting VMM that misses one ping (a starved host) is kept: replacing it
+ * would only add a restore to the load. */
+TEST(pool_keeps_a_member_that_misses_one_ping)
+{
+	struct inst in;
+	inst_pool_size = 2;
+	inst_pool_interval_ms = 50;
+	bool ok = inst_start(&in, NULL, NULL);
+	inst_pool_size = 0;
+	if (!CHECK(ok))
+		return;
+	struct pool_view b, c, b2, c2;
+	CHECK(wait_pool(&in, "base", 2, 2, &b));
+	CHECK(wait_pool(&in, "ci1", 2, 2, &c));
+	__atomic_store_n(&fake_alive_misses, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < 100 && __atomic_load_n(&fake_alive_misses, __ATOMIC_SEQ_CST); i++)
+		usleep(20000);
+	CHECK_EQ_INT(fake_alive_misses, 0);
+	usleep(300000); /* several scans more */
+	pool_view(&in, "base", &b2);
+	pool_view(&in, "ci1", &c2);
+	CHECK_EQ_INT(b2.discards, b.discards);
+	CHECK_EQ_INT(c2.discards, c.discards);
+	CHECK(b2.pids[0] == b.pids[0] && b2.pids[1] == b.pids[1]);
+	CHECK(c2.pids[0] == c.pids[0] && c2.pids[1] == c.pids[1]);
+	inst_stop(&in);
+}
+
 TEST(pool_size_zero_and_empty_pools_start_cold)
 {
 	struct inst in;
@@ -1021,6 +1320,22 @@ TEST(pool_size_zero_and_empty_pools_start_cold)
 	CHECK_EQ_INT(fake_starts - starts, 1);
 	snprintf(path, sizeof path, "/sandboxes/%s", id);
 	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	/* The same through the API: PUT /admin/pool checks the whole body, then
+	 * replaces pool.json, which the next scan applies. */
+	struct reply pr;
+	CHECK_EQ_INT(call(&in, "PUT", "/admin/pool", "{\"base\":\"two\"}", &pr), 400);
+	CHECK(error_shape(&pr, 400));
+	reply_free(&pr);
+	CHECK_EQ_INT(status_of(&in, "PUT", "/admin/pool", "{\"../x\":1}"), 400);
+	CHECK_EQ_INT(status_of(&in, "PUT", "/admin/pool", "{\"base\":65}"), 400);
+	CHECK_EQ_INT(status_of(&in, "PUT", "/admin/pool", "[1]"), 400);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/admin/pool", NULL), 405);
+	CHECK(wait_pool(&in, "base", 0, -1, &v)); /* the bad ones changed nothing */
+	CHECK_EQ_INT(call(&in, "PUT", "/admin/pool", "{\"base\":1,\"*\":0}", &pr), 200);
+	CHECK_EQ_INT(json_get_int(pr.j, "base", -1), 1);
+	reply_free(&pr);
+	CHECK(wait_pool(&in, "base", 1, 1, &v));
+	CHECK(wait_pool(&in, "ci1", 0, -1, &v));
 	inst_stop(&in);
 
 	/* A member that died unnoticed (no check runs here): the create that

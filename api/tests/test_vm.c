@@ -43,7 +43,8 @@ struct fake {
 	const char *snapshot, *vsock, *control, *layer;
 	char token[128];
 	char init_log[512];
-	bool paused; /* --paused, or a control pause: the agent does not answer */
+	bool paused;	 /* --paused, or a control pause: the agent does not answer */
+	int ready_polls; /* GET /cubeos/ready: 503 twice (a kernel starting), then 200 */
 };
 
 static const char *arg_after(int argc, char **argv, const char *opt)
@@ -115,6 +116,15 @@ static void fake_http(struct fake *f, int fd)
 	if (tok)
 		snprintf(sent, sizeof sent, "%.*s", (int)strcspn(tok + 18, "\r"), tok + 18);
 	const char *status = "204 No Content";
+	if (!strncmp(head, "GET /cubeos/ready ", 18)) {
+		status = ++f->ready_polls <= 2 ? "503 Service Unavailable" : "200 OK";
+		const char *log = getenv("FAKE_READY_LOG"); /* the build's run dir is gone when the test looks */
+		int lf = log ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
+		if (lf >= 0) {
+			dprintf(lf, "%.3s\n", status);
+			close(lf);
+		}
+	}
 	if (!strncmp(head, "POST /init ", 11)) {
 		if (f->token[0] && strcmp(sent, f->token))
 			status = "401 Unauthorized";
@@ -138,8 +148,25 @@ static void fake_agent(struct fake *f, int fd)
 	char line[64];
 	if (f->paused)
 		return;
-	if (fake_read_line(fd, line, sizeof line) == 0 && !strcmp(line, "CONNECT 49983")) {
+	if (fake_read_line(fd, line, sizeof line) == 0 &&
+	    (!strcmp(line, "CONNECT 49983") || !strcmp(line, "CONNECT 49999"))) {
+		/* FAKE_CONNECT_DELAY_MS: a guest starved of CPU, slow to accept
+		 * a vsock connection (the VMM answers OK once the guest has). */
+		if (getenv("FAKE_CONNECT_DELAY_MS"))
+			usleep((useconds_t)atoi(getenv("FAKE_CONNECT_DELAY_MS")) * 1000);
 		dprintf(fd, "OK 1024\n");
+		/* FAKE_AGENT_MUTE: a wedged guest that takes connections and
+		 * never answers; each one stays open in a child until the
+		 * client gives up. */
+		if (getenv("FAKE_AGENT_MUTE")) {
+			char b;
+			if (fork() == 0) {
+				while (read(fd, &b, 1) > 0)
+					;
+				_exit(0);
+			}
+			return;
+		}
 		fake_http(f, fd);
 	}
 }
@@ -357,11 +384,23 @@ TEST(template_build_snapshots_through_a_temp_dir)
 	unlink(vmm);
 	CHECK(symlink(self_exe, vmm) == 0);
 	struct progress_log log = {.last_pct = -1};
+	char ready_log[400], polls[64] = "";
+	snprintf(ready_log, sizeof ready_log, "%s/ready.log", base);
+	setenv("FAKE_READY_LOG", ready_log, 1);
 	int rc = template_build(dir, kernel, rootfs, 1, 128, on_progress, &log, err, sizeof err);
+	unsetenv("FAKE_READY_LOG");
 	if (!CHECK_EQ_INT(rc, 0))
 		fprintf(stderr, "  %s\n", err);
 	CHECK(exists(dir, "snap/state") && exists(dir, "snap/memory") && exists(dir, "snap/disk0.layer"));
-	CHECK_STREQ(log.phases, "boot:0 boot:10 agent:50 snapshot:60 snapshot:90 done:100");
+	CHECK_STREQ(log.phases, "boot:0 boot:10 agent:50 interpreter:55 snapshot:60 snapshot:90 done:100");
+	/* The snapshot waited for the interpreter's start-up: 503, 503, then 200. */
+	FILE *rl = fopen(ready_log, "r");
+	if (CHECK(rl != NULL)) {
+		size_t got = fread(polls, 1, sizeof polls - 1, rl);
+		polls[got] = '\0';
+		fclose(rl);
+	}
+	CHECK_STREQ(polls, "503\n503\n200\n");
 	/* A rebuild replaces snap/ and leaves no temporary directory. */
 	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, NULL, NULL, err, sizeof err), 0);
 	char ls[400];
@@ -405,6 +444,61 @@ TEST(start_alive_stop)
 	CHECK(!exists(s.run, "vsock.sock") && !exists(s.run, "control.sock"));
 	CHECK(!vm_alive(pid, &s.spec));
 	CHECK_EQ_INT(vm_stop(pid, &s.spec, 2000), 0); /* stopping twice is fine */
+	teardown();
+}
+
+/* A guest that needs longer than the first /health try (2 s) to accept
+ * every vsock connection is still started: the tries get longer. They used
+ * to stay at 2 s, so such a guest was given up after 30 s and restored
+ * again, on a host already short of CPU. */
+TEST(start_waits_for_an_agent_slower_than_one_try)
+{
+	setup();
+	make_template();
+	struct sbx s;
+	sbx_init(&s, "slow1", "{\"sandboxId\":\"slow1\"}");
+	char err[512] = "";
+	setenv("FAKE_CONNECT_DELAY_MS", "2500", 1);
+	pid_t pid = vm_start(&s.spec, err, sizeof err);
+	unsetenv("FAKE_CONNECT_DELAY_MS");
+	if (!CHECK(pid > 0)) {
+		fprintf(stderr, "  vm_start: %s\n", err);
+		teardown();
+		return;
+	}
+	CHECK(file_has(s.run, "fake-init.log", "\"sandboxId\":\"slow1\""));
+	CHECK_EQ_INT(vm_stop(pid, &s.spec, 2000), 0);
+	teardown();
+}
+
+/* A guest that accepts the agent's connection and never answers: the
+ * start gives up at its deadline (30 s) instead of blocking a worker thread
+ * for good (the HTTP exchange used to run on a blocking socket, which the
+ * client's deadline does not cover). Run in a child, so a hang fails the
+ * test instead of stopping the run. */
+TEST(start_gives_up_on_a_mute_agent)
+{
+	setup();
+	make_template();
+	pid_t child = fork();
+	if (child == 0) {
+		struct sbx s;
+		sbx_init(&s, "mute1", "{\"sandboxId\":\"mute1\"}");
+		char err[512] = "";
+		setenv("FAKE_AGENT_MUTE", "1", 1);
+		pid_t pid = vm_start(&s.spec, err, sizeof err);
+		_exit(pid < 0 && strstr(err, "did not answer") ? 0 : 1);
+	}
+	int st = -1;
+	for (int i = 0; i < 450 && waitpid(child, &st, WNOHANG) == 0; i++)
+		usleep(100000);
+	if (waitpid(child, &st, WNOHANG) == 0) {
+		kill(child, SIGKILL);
+		waitpid(child, &st, 0);
+		CHECK(!"vm_start still waiting for a mute agent after 45 s");
+	} else {
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
 	teardown();
 }
 
