@@ -86,7 +86,7 @@ run-agent: $(BUILD)/cube-agent
 # --- tests ------------------------------------------------------------------
 # Agent tests and fuzzers (agent/tests/unit, agent/fuzz) link the library plus
 # the agent sources that stand alone (no agent state, no event loop).
-AGENT_UNIT_SRCS := agent/multipart.c
+AGENT_UNIT_SRCS := agent/multipart.c agent/portbridge.c
 UNIT_TESTS := $(patsubst lib/tests/%.c,$(BUILD)/san/%,$(wildcard lib/tests/test_*.c)) \
               $(patsubst agent/tests/unit/%.c,$(BUILD)/san/agent/%,$(wildcard agent/tests/unit/test_*.c))
 FUZZERS    := $(patsubst lib/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard lib/fuzz/fuzz_*.c)) \
@@ -130,7 +130,7 @@ PY_VENV = $(CUBEOS_CACHE)/venv/$(shell sha256sum agent/tests/sdk-py/requirements
 kernel-test:
 	cd agent/interp && KERNEL_PYTHON=/usr/bin/python3 $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider test_kernel.py
 
-test: all format-check unit fuzz kernel-test thirdparty thirdparty-test sdk qemu-test image-test
+test: all format-check unit fuzz oci-registry-test kernel-test thirdparty thirdparty-test sdk qemu-test image-test
 
 bench: all
 	bash tools/bench.sh

@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <linux/random.h>
 #include <linux/vm_sockets.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 
 #include "../lib/b64.h"
 #include "agent.h"
+#include "portbridge.h"
 
 struct agent agent;
 
@@ -313,6 +315,26 @@ static void pid1_hostname(void)
 		log_warn("pid1.hostname", "%s: %s", name, strerror(errno));
 }
 
+/* Nothing else brings the loopback interface up in a guest (the kernel does
+ * only with ip= on its command line), and servers on 127.0.0.1 or ::1 are
+ * what the port bridge connects to. Up is enough: the kernel then gives lo
+ * 127.0.0.1/8 and ::1 itself. */
+static void pid1_loopback(void)
+{
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool ok = fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
+	if (ok && !(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		ok = ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
+	}
+	if (!ok)
+		log_warn("pid1.loopback", "cannot bring lo up: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 /* reboot, halt and poweroff (busybox and others) ask PID1 with SIGTERM,
  * SIGUSR1 and SIGUSR2. A microVM has no power-off device, so all three
  * end in a reboot, which the VMM takes as "the guest is done". */
@@ -352,6 +374,24 @@ static void serve(struct http_server *s, const struct options *o, int port, cons
 			log_warn("agent.listen", "%s on vsock port %d: %s", what, port, strerror(errno));
 	}
 	log_info("agent.listen", "%s on port %d%s", what, port, o->vsock ? " (tcp+vsock)" : "");
+}
+
+/* The bridge to every other guest port (portbridge.h) is offered over vsock
+ * only: on TCP it would let the guest's network reach loopback-only
+ * servers. */
+static struct portbridge *serve_bridge(const struct options *o)
+{
+	if (!o->vsock)
+		return NULL;
+	struct portbridge *pb = portbridge_new(agent.loop, NULL);
+	int fd = listen_vsock(PORTBRIDGE_VSOCK_PORT);
+	if (!pb || fd < 0 || portbridge_listen_fd(pb, fd) < 0) {
+		log_warn("agent.listen", "port bridge on vsock port %d: %s", PORTBRIDGE_VSOCK_PORT, strerror(errno));
+		portbridge_free(pb);
+		return NULL;
+	}
+	log_info("agent.listen", "port bridge on vsock port %d", PORTBRIDGE_VSOCK_PORT);
+	return pb;
 }
 
 static void on_terminate(void *arg, int signo)
@@ -445,6 +485,7 @@ int main(int argc, char **argv)
 	if (agent.guest) {
 		pid1_mounts();
 		pid1_hostname();
+		pid1_loopback();
 	}
 
 	struct user u;
@@ -476,6 +517,7 @@ int main(int argc, char **argv)
 	struct http_server *interp = http_server_new(agent.loop, &interp_cfg, interp_handle, NULL);
 	serve(envd, &o, o.envd_port, "envd");
 	serve(interp, &o, o.interp_port, "interpreter");
+	struct portbridge *bridge = serve_bridge(&o);
 	interp_init();
 	log_info("agent.ready", "envd %s, pid %d", ENVD_VERSION, (int)getpid());
 
@@ -487,5 +529,6 @@ int main(int argc, char **argv)
 	}
 	http_server_free(envd);
 	http_server_free(interp);
+	portbridge_free(bridge);
 	return 0;
 }
