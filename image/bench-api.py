@@ -43,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "tests"))
 
-from imagetest import Fail, Vm, boot, command, first_boot_password, login, poweroff  # noqa: E402
+from imagetest import PANIC, Fail, Vm, boot, command, first_boot_password, login, poweroff  # noqa: E402
 from test_sdk import API_KEY, free_port  # noqa: E402
 from test_templates import wait_templates_ready  # noqa: E402
 
@@ -69,18 +69,32 @@ class Appliance:
     def __init__(self, api_port, proxy_port, key):
         self.api_port, self.proxy_port, self.key = api_port, proxy_port, key
 
+    # QEMU's user-mode network resets a forwarded connection now and then
+    # when the emulated appliance is slow to take it (seen under 10-way load,
+    # with nothing in the api's log: the request never reached it). A reset
+    # before any answer is retried once and counted, and the count is printed
+    # with the results. Had a reset create reached the api after all, its
+    # sandbox would end with its 600 s timeout: the TTL reaper removes it.
+    resets = 0
+
     def call(self, method, path, body=None):
         """(status, parsed JSON or None) of one api call on a fresh connection."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=TIMEOUT)
-        try:
-            data = json.dumps(body).encode() if body is not None else None
-            conn.request(method, path, body=data,
-                         headers={"X-API-Key": self.key, "Content-Type": "application/json"})
-            r = conn.getresponse()
-            text = r.read()
-            return r.status, json.loads(text) if text else None
-        finally:
-            conn.close()
+        for attempt in (1, 2):
+            conn = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=TIMEOUT)
+            try:
+                data = json.dumps(body).encode() if body is not None else None
+                conn.request(method, path, body=data,
+                             headers={"X-API-Key": self.key, "Content-Type": "application/json"})
+                r = conn.getresponse()
+                text = r.read()
+                return r.status, json.loads(text) if text else None
+            except (ConnectionResetError, http.client.RemoteDisconnected):
+                if attempt == 2:
+                    raise
+                Appliance.resets += 1
+                progress("%s %s: connection reset before an answer, retried" % (method, path))
+            finally:
+                conn.close()
 
     def create(self, template="base"):
         """Creates a sandbox; returns (record, seconds to the 201)."""
@@ -358,7 +372,22 @@ def save_service_logs(vm, logged_in):
         progress("could not save the service logs: %s" % e)
 
 
+class Panicked(Fail):
+    """The appliance's kernel panicked: under TCG's emulated SVM it does, now
+    and then, in a VMM's KVM_RUN (a stack guard hit in recursive page faults
+    at a %gs access; never seen with hardware virtualization)."""
+
+
 def main():
+    """One run; a second one when the appliance kernel panicked in the first."""
+    try:
+        run()
+    except Panicked as e:
+        progress("RERUN: the appliance kernel panicked under TCG (%s): the benchmark starts again" % e)
+        run()
+
+
+def run():
     api_port, proxy_port = free_port(), free_port()
     net = "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:3000,hostfwd=tcp:127.0.0.1:%d-:80" % (api_port, proxy_port)
     vm = Vm("bench-api", "bios", net=net)
@@ -414,7 +443,9 @@ def main():
         before, levels = idle_memory(vm, app)
         takes = pool_takes(vm)
         poweroff(vm)
-    except Fail:
+    except Fail as e:
+        if PANIC in vm.out:
+            raise Panicked(str(e)) from e
         if vm.proc.poll() is None and b"boot.done" in vm.out:
             save_service_logs(vm, logged_in)
         raise
@@ -449,7 +480,8 @@ def main():
     print("""CubeOS create latency (%s, %s)
 accelerator: %s; appliance: %s vCPUs, %s MiB; template base: %s; host: %d CPUs, load average %.1f
 %s
-first create after boot (not below): %.0f ms to 201, %.0f ms to first command
+first create after boot (not below): %.0f ms to 201, %.0f ms to first command; connections reset by
+QEMU's user-mode forward before an answer and retried: %d
 
   ms                                     n      P50      P95      P99      avg      max
 %s
@@ -461,7 +493,7 @@ reference, CubeSandbox's published figures (other machine, bare-metal KVM, their
        os.environ.get("ACCEL_NAME", " ".join(os.environ.get("ACCEL", "").split())) +
        ", sandboxes on the appliance's nested kvm_amd",
        os.environ.get("SMP", "2"), os.environ.get("MEM", "4096"), shape, os.cpu_count(), os.getloadavg()[0],
-       pool, warm_create * 1000, warm_cmd * 1000, table, memory_text(before, levels)))
+       pool, warm_create * 1000, warm_cmd * 1000, Appliance.resets, table, memory_text(before, levels)))
 
 
 if __name__ == "__main__":
