@@ -3,11 +3,16 @@
  *
  * One struct pconn per client connection, with two endpoints: the client
  * (through a transport, plain or TLS) and, while a request is in flight or
- * kept for the next one, the upstream: the sandbox's vsock Unix socket.
+ * kept for the next one, the upstream: the sandbox's vsock Unix socket, or
+ * for Host api.<domain> a TCP connection to cube-api.
  *
  *   HEAD    reading a request head from the client; an upstream to the same
- *           sandbox and port may be kept open from the previous request
- *   CONNECT "CONNECT <port>\n" sent to cube-vmm, waiting for "OK <n>\n"
+ *           sandbox and port (or to cube-api) may be kept open from the
+ *           previous request
+ *   CONNECT "CONNECT <port>\n" sent to cube-vmm, waiting for "OK <n>\n"; for
+ *           a port the agent does not serve itself, that is the agent's
+ *           port bridge, then "PORT <port>\n" to it, waiting for "OK\n".
+ *           To cube-api: waiting for the TCP connect to complete
  *   RELAY   request body client -> sandbox and response sandbox -> client,
  *           both at once (a server may answer before the body ends)
  *   TUNNEL  after a 101: bytes both ways until both sides are done
@@ -59,6 +64,7 @@ struct endpoint {
 	bool hup;	  /* unwatched after HUP/ERR: nothing blocks any more */
 	bool shut_wanted; /* shut our write side once out is empty */
 	bool shut;
+	bool connecting; /* a TCP connect in progress: wait for EPOLLOUT, move nothing */
 	bool can_read, can_write;
 	uint32_t read_want, write_want;
 };
@@ -75,6 +81,7 @@ struct pconn {
 	struct proxy *px;
 	struct pconn *prev, *next;
 	char peer[64];
+	char peer_ip[64]; /* peer without its port: X-Forwarded-For */
 	struct endpoint cl, up;
 	enum conn_state st;
 	bool dead;
@@ -103,7 +110,10 @@ struct pconn {
 	char up_id[PROXY_ID_MAX + 1];
 	int up_port;
 	uint64_t up_idle_since;
-	bool up_reused; /* the request in flight went to a kept upstream */
+	bool up_api;	   /* the upstream is cube-api, not a sandbox */
+	bool up_reused;	   /* the request in flight went to a kept upstream */
+	bool via_bridge;   /* the upstream goes through the agent's port bridge */
+	bool bridge_asked; /* cube-vmm said OK; "PORT <p>" went to the bridge */
 	char vsock[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -223,7 +233,7 @@ static void ep_events(struct pconn *c, struct endpoint *ep, uint32_t ev)
 /* Reads once into ep->in. True if something changed. */
 static bool ep_fill(struct pconn *c, struct endpoint *ep, bool want)
 {
-	if (!want || ep->fd < 0 || ep->eof || !ep->can_read)
+	if (!want || ep->fd < 0 || ep->eof || !ep->can_read || ep->connecting)
 		return false;
 	char tmp[READ_CHUNK];
 	uint32_t w = EPOLLIN;
@@ -251,6 +261,8 @@ static bool ep_fill(struct pconn *c, struct endpoint *ep, bool want)
 static bool ep_flush(struct pconn *c, struct endpoint *ep)
 {
 	bool progress = false;
+	if (ep->connecting)
+		return false;
 	while (ep->fd >= 0 && !ep->wfail && ep->out.len && ep->can_write) {
 		uint32_t w = EPOLLOUT;
 		ssize_t n = ep->ops->write(ep->ctx, ep->fd, ep->out.data, ep->out.len, &w);
@@ -345,7 +357,10 @@ static void log_request(struct pconn *c, const char *outcome)
 		 "route=%s outcome=%s",
 		 c->route.id[0] ? c->route.id : "-", c->route.port, c->method, c->path, c->status,
 		 (unsigned long long)c->rq_bytes, (unsigned long long)c->rs_bytes, (unsigned long long)ms, c->peer,
-		 c->route.by_header ? "header" : "host", outcome);
+		 c->route.api	      ? "api"
+		 : c->route.by_header ? "header"
+				      : "host",
+		 outcome);
 	c->in_request = false;
 }
 
@@ -354,6 +369,7 @@ static void close_upstream(struct pconn *c)
 	ep_close(c, &c->up);
 	c->up_id[0] = '\0';
 	c->up_port = 0;
+	c->up_api = false;
 }
 
 /* Drops the connection now (the client sees a close or a cut answer). */
@@ -411,13 +427,19 @@ static void respond_not_found(struct pconn *c)
 	respond_json(c, 502, "The sandbox was not found", true, 0);
 }
 
-/* The upstream broke: answer 502 if we still can, else cut. */
+#define API_NOT_REACHABLE "the appliance API is not reachable"
+
+/* The upstream broke: answer 502 if we still can, else cut. For cube-api
+ * every such failure is the one answer: the client cannot tell the steps
+ * apart, and the api's own log says why it went away. */
 static void upstream_failed(struct pconn *c, const char *message)
 {
+	if (c->route.api)
+		message = API_NOT_REACHABLE;
 	if (c->resp_started)
 		conn_close(c, message);
 	else
-		respond_json(c, 502, message, true, c->route.port);
+		respond_json(c, 502, message, !c->route.api, c->route.port);
 }
 
 /* --- starting a request ---------------------------------------------------------- */
@@ -490,12 +512,91 @@ static int open_upstream(struct pconn *c, const char *vsock)
 		close(fd);
 		return -1;
 	}
-	buf_printf(&c->up.out, "CONNECT %d\n", c->route.port);
+	c->via_bridge = !proxy_port_is_direct(c->route.port);
+	c->bridge_asked = false;
+	buf_printf(&c->up.out, "CONNECT %d\n", c->via_bridge ? PROXY_BRIDGE_PORT : c->route.port);
 	snprintf(c->up_id, sizeof c->up_id, "%s", c->route.id);
 	c->up_port = c->route.port;
 	c->st = ST_CONNECT;
 	c->state_since = loop_now(c->px->loop);
 	return 0;
+}
+
+/* cube-api's address as a sockaddr; -1 if api_addr is not an IP literal. */
+static int api_sockaddr(const struct proxy_config *cfg, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, cfg->api_addr, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)cfg->api_port);
+		*sl = sizeof *a4;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, cfg->api_addr, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)cfg->api_port);
+		*sl = sizeof *a6;
+		return 0;
+	}
+	errno = EINVAL;
+	return -1;
+}
+
+/* Starts a non-blocking TCP connect to cube-api; process_api_connect()
+ * finishes it. */
+static int open_api_upstream(struct pconn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	if (api_sockaddr(&c->px->cfg, &ss, &sl) < 0)
+		return -1;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1; /* streamed bodies are many small writes */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	int rc = connect(fd, (struct sockaddr *)&ss, sl);
+	if (rc < 0 && errno != EINPROGRESS) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (ep_open(c, &c->up, fd, &proxy_plain_ops, NULL, on_upstream_io) < 0) {
+		close(fd);
+		return -1;
+	}
+	c->up.connecting = rc < 0;
+	c->up.can_write = !c->up.connecting; /* EPOLLOUT says when it is done */
+	c->up_api = true;
+	c->via_bridge = c->bridge_asked = false;
+	c->st = ST_CONNECT;
+	c->state_since = loop_now(c->px->loop);
+	return 0;
+}
+
+static int open_route_upstream(struct pconn *c)
+{
+	return c->route.api ? open_api_upstream(c) : open_upstream(c, c->vsock);
+}
+
+/* The request head as cube-api gets it: the client's, with the proxy's own
+ * X-Forwarded-For (the client's address) and X-Forwarded-Proto (http or
+ * https) in place of any the client sent, which nothing could vouch for. */
+static void rewrite_api_head(struct pconn *c, const struct http_head *h)
+{
+	const char *scheme = c->cl.ops->scheme ? c->cl.ops->scheme : "http";
+	buf_reset(&c->req_raw);
+	buf_printf(&c->req_raw, "%s %s HTTP/1.%d\r\n", h->method, h->target, h->minor);
+	for (size_t i = 0; i < h->nheaders; i++) {
+		const struct http_header *hd = &h->headers[i];
+		if (strcasecmp(hd->name, "X-Forwarded-For") == 0 || strcasecmp(hd->name, "X-Forwarded-Proto") == 0)
+			continue;
+		buf_printf(&c->req_raw, "%s: %s\r\n", hd->name, hd->value);
+	}
+	buf_printf(&c->req_raw, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n\r\n", c->peer_ip, scheme);
 }
 
 /* Finds the sandbox and checks the traffic token; answers the request
@@ -545,10 +646,13 @@ static void start_request(struct pconn *c, struct http_head *h, size_t head_len)
 			     false, 0);
 		return;
 	}
-	if (!admit_request(c, h, c->vsock, sizeof c->vsock))
+	if (c->route.api)
+		rewrite_api_head(c, h);
+	else if (!admit_request(c, h, c->vsock, sizeof c->vsock))
 		return;
-	bool reuse = c->up.fd >= 0 && !c->up.eof && !c->up.wfail && !c->up.in.len &&
-		     strcmp(c->up_id, c->route.id) == 0 && c->up_port == c->route.port;
+	bool same =
+	    c->route.api ? c->up_api : !c->up_api && strcmp(c->up_id, c->route.id) == 0 && c->up_port == c->route.port;
+	bool reuse = c->up.fd >= 0 && !c->up.eof && !c->up.wfail && !c->up.in.len && same;
 	c->up_reused = reuse;
 	if (reuse) {
 		buf_append(&c->up.out, c->req_raw.data, c->req_raw.len);
@@ -557,6 +661,14 @@ static void start_request(struct pconn *c, struct http_head *h, size_t head_len)
 		return;
 	}
 	close_upstream(c);
+	if (c->route.api) {
+		if (open_api_upstream(c) < 0) {
+			log_warn("proxy.upstream", "api %s:%d connect: %s", c->px->cfg.api_addr, c->px->cfg.api_port,
+				 strerror(errno));
+			upstream_failed(c, API_NOT_REACHABLE);
+		}
+		return;
+	}
 	if (open_upstream(c, c->vsock) < 0) {
 		log_info("proxy.upstream", "sandbox=%s vsock=%s connect: %s", c->route.id, c->vsock, strerror(errno));
 		if (errno == EAGAIN)
@@ -607,27 +719,101 @@ static bool process_head(struct pconn *c)
 	return true;
 }
 
+#define PORT_NOT_OPEN "The sandbox is running but port is not open" /* E2B's words */
+
+/* The upstream failed during the handshake: an answer that says which
+ * step. */
+static void handshake_failed(struct pconn *c, enum proxy_bridge_answer a)
+{
+	char msg[160];
+	if (c->route.api) {
+		upstream_failed(c, API_NOT_REACHABLE);
+		return;
+	}
+	if (!c->via_bridge || a == PROXY_BRIDGE_REFUSED) {
+		upstream_failed(c, PORT_NOT_OPEN);
+		return;
+	}
+	if (!c->bridge_asked)
+		snprintf(msg, sizeof msg,
+			 "The sandbox is running but its agent's port bridge (vsock port %d) is not reachable",
+			 PROXY_BRIDGE_PORT);
+	else if (a == PROXY_BRIDGE_TIMEOUT)
+		snprintf(msg, sizeof msg, "The sandbox is running but port %d did not accept the connection in time",
+			 c->route.port);
+	else if (a == PROXY_BRIDGE_BUSY)
+		snprintf(msg, sizeof msg, "The sandbox's port bridge has too many connections open, retry");
+	else
+		snprintf(msg, sizeof msg, "The sandbox is running but port %d could not be reached", c->route.port);
+	upstream_failed(c, msg);
+}
+
+/* The TCP connect to cube-api: done once the socket is writable (or
+ * failed: HUP/ERR), then the request head goes out. */
+static bool process_api_connect(struct pconn *c)
+{
+	if (c->up.connecting) {
+		if (!c->up.can_write)
+			return false;
+		int err = 0;
+		socklen_t el = sizeof err;
+		if (getsockopt(c->up.fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+			err = errno;
+		c->up.connecting = false;
+		if (err || c->up.hup) {
+			log_warn("proxy.upstream", "api %s:%d connect: %s", c->px->cfg.api_addr, c->px->cfg.api_port,
+				 strerror(err ? err : ECONNRESET));
+			handshake_failed(c, PROXY_BRIDGE_MALFORMED);
+			return true;
+		}
+	}
+	buf_append(&c->up.out, c->req_raw.data, c->req_raw.len);
+	c->rq_bytes += c->req_raw.len;
+	c->st = ST_RELAY;
+	return true;
+}
+
+/* The first line of the upstream: cube-vmm's "OK <n>", then, through the
+ * bridge, the agent's "OK" or "ERR <reason>". */
 static bool process_handshake(struct pconn *c)
 {
+	if (c->route.api)
+		return process_api_connect(c);
 	const char *nl = c->up.in.len ? memchr(c->up.in.data, '\n', c->up.in.len) : NULL;
 	if (!nl) {
 		if (c->up.eof || c->up.wfail || c->up.in.len > HANDSHAKE_MAX) {
-			upstream_failed(c, "The sandbox is running but port is not open");
+			handshake_failed(c, PROXY_BRIDGE_MALFORMED);
 			return true;
 		}
 		return false;
 	}
 	size_t ll = (size_t)(nl - c->up.in.data);
-	bool ok = ll > 3 && ll < HANDSHAKE_MAX && memcmp(c->up.in.data, "OK ", 3) == 0;
-	for (size_t i = 3; ok && i < ll; i++)
-		ok = c->up.in.data[i] >= '0' && c->up.in.data[i] <= '9';
-	if (!ok) {
-		log_warn("proxy.upstream", "sandbox=%s port=%d: unexpected handshake answer", c->route.id,
-			 c->route.port);
-		upstream_failed(c, "The sandbox is running but port is not open");
-		return true;
+	if (c->bridge_asked) {
+		enum proxy_bridge_answer a = proxy_bridge_answer(c->up.in.data, ll);
+		if (a != PROXY_BRIDGE_OK) {
+			log_info("proxy.upstream", "sandbox=%s port=%d: port bridge answered %.*s", c->route.id,
+				 c->route.port, a == PROXY_BRIDGE_MALFORMED ? 9 : (int)ll,
+				 a == PROXY_BRIDGE_MALFORMED ? "malformed" : c->up.in.data);
+			handshake_failed(c, a);
+			return true;
+		}
+	} else {
+		bool ok = ll > 3 && ll < HANDSHAKE_MAX && memcmp(c->up.in.data, "OK ", 3) == 0;
+		for (size_t i = 3; ok && i < ll; i++)
+			ok = c->up.in.data[i] >= '0' && c->up.in.data[i] <= '9';
+		if (!ok) {
+			log_warn("proxy.upstream", "sandbox=%s port=%d: unexpected handshake answer", c->route.id,
+				 c->route.port);
+			handshake_failed(c, PROXY_BRIDGE_MALFORMED);
+			return true;
+		}
 	}
 	buf_consume(&c->up.in, ll + 1);
+	if (c->via_bridge && !c->bridge_asked) {
+		buf_printf(&c->up.out, "PORT %d\n", c->route.port);
+		c->bridge_asked = true;
+		return true;
+	}
 	buf_append(&c->up.out, c->req_raw.data, c->req_raw.len);
 	c->rq_bytes += c->req_raw.len;
 	c->st = ST_RELAY;
@@ -671,7 +857,7 @@ static bool retry_on_fresh_upstream(struct pconn *c)
 	c->up_reused = false;
 	close_upstream(c);
 	c->rq_bytes = 0;
-	if (open_upstream(c, c->vsock) < 0)
+	if (open_route_upstream(c) < 0)
 		return false;
 	log_debug("proxy.upstream", "sandbox=%s port=%d: kept connection was closed; retrying on a new one",
 		  c->route.id, c->route.port);
@@ -861,6 +1047,10 @@ static void update_interest(struct pconn *c, struct endpoint *ep, bool want_read
 	if (ep->fd < 0 || ep->hup)
 		return;
 	uint32_t ev = 0;
+	if (ep->connecting) {
+		loop_io_mod(c->px->loop, &ep->io, EPOLLOUT);
+		return;
+	}
 	if (want_read && !ep->eof)
 		ev |= ep->read_want;
 	if ((ep->out.len && !ep->wfail) || (ep->shut_wanted && !ep->shut))
@@ -936,12 +1126,15 @@ static void on_timeout(struct pconn *c, bool upstream_only)
 			conn_close(c, "idle");
 		}
 		break;
-	case ST_CONNECT: upstream_failed(c, "The sandbox is running but port is not open"); break;
+	case ST_CONNECT: handshake_failed(c, PROXY_BRIDGE_TIMEOUT); break;
 	case ST_RELAY:
 		if (c->resp_started)
 			conn_close(c, "idle timeout");
 		else
-			respond_json(c, 504, "The sandbox did not answer in time", true, c->route.port);
+			respond_json(c, 504,
+				     c->route.api ? "The appliance API did not answer in time"
+						  : "The sandbox did not answer in time",
+				     !c->route.api, c->route.port);
 		break;
 	case ST_TUNNEL: conn_close(c, "idle timeout"); break;
 	case ST_CLOSING: conn_close(c, "linger timeout"); break;
@@ -1009,6 +1202,21 @@ static void on_upstream_io(void *arg, uint32_t events)
 	conn_run(c);
 }
 
+/* "ip:port" -> "ip"; an IPv4 client on the dual-stack listener shows as
+ * ::ffff:a.b.c.d, given to cube-api as a.b.c.d. Anything else as it is. */
+static void peer_address(const char *peer, char *out, size_t n)
+{
+	const char *colon = strrchr(peer, ':');
+	size_t len = strlen(peer);
+	if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1))
+		len = (size_t)(colon - peer);
+	if (len > 7 && strncasecmp(peer, "::ffff:", 7) == 0 && memchr(peer + 7, '.', len - 7)) {
+		peer += 7;
+		len -= 7;
+	}
+	snprintf(out, n, "%.*s", (int)len, peer);
+}
+
 void proxy_adopt(struct proxy *px, int fd, const char *peer, const struct proxy_transport_ops *ops, void *ctx)
 {
 	struct pconn *c = calloc(1, sizeof *c);
@@ -1020,6 +1228,7 @@ void proxy_adopt(struct proxy *px, int fd, const char *peer, const struct proxy_
 	c->px = px;
 	c->up.fd = -1;
 	snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "-");
+	peer_address(c->peer, c->peer_ip, sizeof c->peer_ip);
 	if (ep_open(c, &c->cl, fd, ops, ctx, on_client_io) < 0) {
 		log_warn("proxy.accept", "cannot watch a client socket: %s", strerror(errno));
 		ops->free(ctx);
@@ -1188,6 +1397,10 @@ struct proxy *proxy_new(struct loop *l, const struct proxy_config *cfg)
 		px->cfg.relay_idle_ms = 3600 * 1000;
 	if (!px->cfg.upstream_idle_ms)
 		px->cfg.upstream_idle_ms = 15 * 1000;
+	if (!px->cfg.api_addr)
+		px->cfg.api_addr = "127.0.0.1";
+	if (!px->cfg.api_port)
+		px->cfg.api_port = 3000;
 	return px;
 }
 

@@ -5,7 +5,9 @@
  * "<P>-<S>.<domain>" or, in the SDK's header mode (E2B_SANDBOX_URL), with
  * the headers E2b-Sandbox-Id and E2b-Sandbox-Port. The proxy looks S up in
  * the registry, connects to the sandbox's vsock Unix socket, asks cube-vmm
- * for the guest port ("CONNECT P\n" -> "OK n\n") and relays bytes.
+ * for the guest port ("CONNECT P\n" -> "OK n\n"; for P other than the
+ * agent's own ports, through the agent's port bridge, below) and relays
+ * bytes.
  *
  * The relay understands just enough HTTP/1.1 to be correct: it parses every
  * request head (to route it) and every response head (to know where the
@@ -18,6 +20,13 @@
  * The client side goes through struct proxy_transport, so TLS can wrap the
  * socket without the relay knowing; the sandbox side is always a plain Unix
  * socket.
+ *
+ * Host "api.<domain>" is the appliance's own API: the SDKs' default
+ * https://api.<domain>. Those requests go, relayed the same way, over TCP
+ * to cube-api's HTTP listener (proxy_config.api_addr/api_port), with
+ * X-Forwarded-For and X-Forwarded-Proto set by the proxy (whatever the
+ * client sent under those names is dropped) and every other header, the
+ * X-API-Key too, passed on untouched: cube-api checks the key itself.
  */
 #ifndef CUBE_API_PROXY_H
 #define CUBE_API_PROXY_H
@@ -37,6 +46,7 @@ struct proxy_route {
 	char id[PROXY_ID_MAX + 1]; /* lower-case [a-z0-9]+ */
 	int port;		   /* 1..65535 */
 	bool by_header;		   /* E2b-Sandbox-Id/-Port rather than Host */
+	bool api;		   /* Host api.<domain>: cube-api, not a sandbox (id "", port 0) */
 };
 
 enum proxy_route_result {
@@ -45,10 +55,37 @@ enum proxy_route_result {
 	PROXY_ROUTE_BAD_HDR, /* E2b-Sandbox-* headers present but malformed */
 };
 
-/* "<port>-<id>.<domain>[:port]" (case-insensitive, trailing dot allowed). */
+/* "<port>-<id>.<domain>[:port]", or "api.<domain>[:port]" (out->api)
+ * (case-insensitive, trailing dot allowed). A sandbox label always has a
+ * dash, so the two never overlap. */
 bool proxy_route_host(const char *host, const char *domain, struct proxy_route *out);
-/* The headers take precedence: in header mode Host names the proxy itself. */
+/* The headers take precedence: in header mode Host names the proxy itself
+ * (even when that name is api.<domain>). */
 enum proxy_route_result proxy_route_request(const struct http_head *h, const char *domain, struct proxy_route *out);
+
+/* --- the agent's port bridge -------------------------------------------------- *
+ * The agent listens on vsock for its own two ports only. Every other guest
+ * port is reached through its port bridge (agent/portbridge.h): "CONNECT
+ * PROXY_BRIDGE_PORT\n" to cube-vmm, then "PORT <p>\n" to the agent, which
+ * connects to 127.0.0.1:<p> (or [::1]:<p>) in the guest and answers "OK\n"
+ * or "ERR <reason>\n". These numbers are the agent's; keep them in step. */
+#define PROXY_ENVD_PORT	  49983
+#define PROXY_INTERP_PORT 49999
+#define PROXY_BRIDGE_PORT 49982
+
+/* True for the ports the agent serves on vsock itself. */
+bool proxy_port_is_direct(int port);
+
+enum proxy_bridge_answer {
+	PROXY_BRIDGE_OK,	/* "OK" */
+	PROXY_BRIDGE_REFUSED,	/* "ERR refused": nothing listens on the port */
+	PROXY_BRIDGE_TIMEOUT,	/* "ERR timeout": the port did not accept in time */
+	PROXY_BRIDGE_BUSY,	/* "ERR busy": the bridge is at its connection limit */
+	PROXY_BRIDGE_ERROR,	/* any other "ERR <word>" */
+	PROXY_BRIDGE_MALFORMED, /* anything else */
+};
+/* Classifies the bridge's answer line, without its "\n". */
+enum proxy_bridge_answer proxy_bridge_answer(const char *line, size_t len);
 
 /* --- transports ----------------------------------------------------------- *
  * read/write return bytes moved, 0 for read EOF, or -1 with errno (EAGAIN:
@@ -62,6 +99,7 @@ struct proxy_transport_ops {
 	int (*shutdown)(void *ctx, int fd);
 	size_t (*pending)(void *ctx);
 	void (*free)(void *ctx);
+	const char *scheme; /* X-Forwarded-Proto towards cube-api; NULL: "http" */
 };
 extern const struct proxy_transport_ops proxy_plain_ops;
 
@@ -79,6 +117,8 @@ struct proxy_config {
 	unsigned connect_timeout_ms;   /* vsock connect + CONNECT/OK handshake; 10 s */
 	unsigned relay_idle_ms;	       /* no byte either way during a request or tunnel; 1 h */
 	unsigned upstream_idle_ms;     /* an idle kept upstream is closed after this; 15 s */
+	const char *api_addr;	       /* cube-api for Host api.<domain>: IPv4/IPv6 literal; 127.0.0.1 */
+	int api_port;		       /* 3000 */
 };
 
 struct proxy;

@@ -3,7 +3,10 @@
  *
  * Strict on purpose: the id ends up in a file path (the registry) and the
  * port in the CONNECT line to cube-vmm, so anything but digits and
- * [a-z0-9] is refused here rather than trusted further down.
+ * [a-z0-9] is refused here rather than trusted further down. The one other
+ * name is "api.<domain>", the appliance's API; a sandbox label always has
+ * a "<port>-" in front, so no sandbox id can be taken for it. The answer of
+ * the agent's port bridge comes from the guest and is classified here too.
  */
 #include <ctype.h>
 #include <string.h>
@@ -70,6 +73,10 @@ bool proxy_route_host(const char *host, const char *domain, struct proxy_route *
 		return false;
 	const char *label = host;
 	size_t ll = n - dl - 1;
+	if (ll == 3 && strncasecmp(label, "api", 3) == 0) {
+		*out = (struct proxy_route){.api = true};
+		return true;
+	}
 	const char *dash = memchr(label, '-', ll);
 	if (!dash)
 		return false;
@@ -96,4 +103,32 @@ enum proxy_route_result proxy_route_request(const struct http_head *h, const cha
 	if (host && proxy_route_host(host, domain, out))
 		return PROXY_ROUTE_OK;
 	return PROXY_ROUTE_NONE;
+}
+
+bool proxy_port_is_direct(int port)
+{
+	return port == PROXY_ENVD_PORT || port == PROXY_INTERP_PORT;
+}
+
+enum proxy_bridge_answer proxy_bridge_answer(const char *line, size_t len)
+{
+	static const struct {
+		const char *line;
+		enum proxy_bridge_answer answer;
+	} known[] = {
+	    {"OK", PROXY_BRIDGE_OK},
+	    {"ERR refused", PROXY_BRIDGE_REFUSED},
+	    {"ERR timeout", PROXY_BRIDGE_TIMEOUT},
+	    {"ERR busy", PROXY_BRIDGE_BUSY},
+	};
+	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+		if (len == strlen(known[i].line) && memcmp(line, known[i].line, len) == 0)
+			return known[i].answer;
+	if (len > 4 && memcmp(line, "ERR ", 4) == 0) {
+		for (size_t i = 4; i < len; i++)
+			if (!islower((unsigned char)line[i]) && line[i] != '-')
+				return PROXY_BRIDGE_MALFORMED;
+		return PROXY_BRIDGE_ERROR;
+	}
+	return PROXY_BRIDGE_MALFORMED;
 }

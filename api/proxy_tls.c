@@ -453,6 +453,7 @@ const struct proxy_transport_ops proxy_tls_ops = {
     .shutdown = tls_shutdown,
     .pending = tls_pending,
     .free = tls_free,
+    .scheme = "https",
 };
 
 int proxy_tls_wrap(void *arg, int fd, const struct proxy_transport_ops **ops, void **ctx)

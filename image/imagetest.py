@@ -2,8 +2,9 @@
 
 A test boots the real appliance in QEMU and talks to its serial console, the
 way an operator would. This module holds what every test needs: Vm (one QEMU
-with its console on a pipe, a log file and expect()), login and command
-helpers, and the runner. The tests live in image/tests/test_*.py; each module
+with its console on a pipe, a log file and expect()), Lan (a private test
+LAN in a network namespace: TAP, DHCP, the appliance as DNS), login and
+command helpers, and the runner. The tests live in image/tests/test_*.py; each module
 lists its tests in TESTS = [(name, function), ...] and a test returns a
 one-line summary or raises Fail.
 
@@ -15,6 +16,7 @@ import glob
 import importlib.util
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -69,9 +71,11 @@ class Vm:
     disk: a qcow2 path for the first virtio disk, True for a fresh overlay of
     IMAGE, or None for no disk. extra: more QEMU arguments (a CD-ROM, a
     second disk, PXE options). A monitor socket is always there (monitor()).
+    net: the -netdev of the NIC (id n0); netns: a network namespace QEMU runs
+    in, so that a TAP there is its NIC (Lan.netdev()).
     """
 
-    def __init__(self, name, firmware="bios", disk=True, extra=(), log=None, net="user,id=n0"):
+    def __init__(self, name, firmware="bios", disk=True, extra=(), log=None, net="user,id=n0", netns=None):
         self.name = name
         if disk is True:
             disk = new_overlay(name)
@@ -94,6 +98,8 @@ class Vm:
             cmd += ["-drive", "file=%s,if=virtio,format=qcow2" % disk]
         cmd += ["-netdev", net, "-device", "virtio-net-pci,netdev=n0" + ("" if "bootfile" in net else ",romfile="),
                 "-device", "virtio-rng-pci"] + list(extra)
+        if netns:
+            cmd = ["ip", "netns", "exec", netns] + cmd
         self.cmd = cmd
         # A test that boots again (log= the first boot's name) appends to the same log.
         self.log = open(os.path.join(LOGDIR, "test-%s.log" % (log or name)), "ab" if log else "wb")
@@ -190,6 +196,163 @@ class Vm:
         self.log.close()
 
 
+class Lan:
+    """A private test LAN in a network namespace of its own (cubeos-lan-<pid>),
+    created and torn down by the test; nothing of it touches the host's
+    network:
+
+        netns cubeos-lan-<pid>
+          br0   10.213.7.1/24   the LAN host's address (the SDK clients run here)
+          tap0  on br0          the appliance's NIC: QEMU runs in the namespace
+                                (Vm(..., net=lan.netdev(), netns=lan.name))
+          busybox udhcpd on br0 leases the appliance 10.213.7.2, its only address
+          /etc/netns/<name>/resolv.conf: nameserver 10.213.7.2 (the appliance's
+                                cube-dns); `ip netns exec` bind-mounts it on
+                                /etc/resolv.conf for what run() starts
+
+    The subnet is the same for every Lan: each lives in its own namespace.
+    close() (also after a failure) stops udhcpd and anything else left in the
+    namespace, deletes it (with its links) and the resolv.conf directory.
+    """
+
+    PREFIX = "10.213.7."
+    CLIENT = PREFIX + "1"
+    APPLIANCE = PREFIX + "2"
+    BUSYBOX = "/bin/busybox"  # busybox-static (image/deps.txt): its udhcpd applet
+    CLONE_NEWNET = 0x40000000
+
+    def __init__(self, tag):
+        if os.geteuid() != 0:
+            raise Fail("the LAN test needs root (ip netns, a TAP device)")
+        if not os.access(self.BUSYBOX, os.X_OK):
+            raise Fail("%s missing (run: make deps; busybox-static gives udhcpd)" % self.BUSYBOX)
+        self._remove_stale()
+        self.name = "cubeos-lan-%d" % os.getpid()
+        self.etc = os.path.join("/etc/netns", self.name)
+        self.dhcp = None
+        self.made = False
+        try:
+            self._create(tag)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _remove_stale():
+        """Deletes the LAN of an earlier run that was killed before its
+        close() (its pid is gone): its namespace and resolv.conf directory."""
+        p = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        for m in re.finditer(rb"^(cubeos-lan-(\d+))\b", p.stdout, re.M):
+            if os.path.exists("/proc/%d" % int(m.group(2))):
+                continue
+            name = m.group(1).decode()
+            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
+            shutil.rmtree(os.path.join("/etc/netns", name), ignore_errors=True)
+
+    def _ip(self, *args):
+        p = subprocess.run(["ip", "-n", self.name] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if p.returncode != 0:
+            raise Fail("ip -n %s %s: %s" % (self.name, " ".join(args), p.stdout.decode(errors="replace").strip()))
+
+    def _create(self, tag):
+        p = subprocess.run(["ip", "netns", "add", self.name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if p.returncode != 0:
+            raise Fail("ip netns add %s: %s" % (self.name, p.stdout.decode(errors="replace").strip()))
+        self.made = True
+        self._ip("link", "set", "lo", "up")
+        # No STP and no forwarding delay: the appliance's first DHCP
+        # discover must not be dropped by a port still in "learning".
+        self._ip("link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        # A persistent TAP made here, so QEMU (started in the namespace)
+        # attaches to it and it is already on the bridge: -netdev tap,script=no.
+        self._ip("tuntap", "add", "dev", "tap0", "mode", "tap")
+        self._ip("link", "set", "tap0", "master", "br0")
+        self._ip("addr", "add", self.CLIENT + "/24", "dev", "br0")
+        self._ip("link", "set", "tap0", "up")
+        self._ip("link", "set", "br0", "up")
+        os.makedirs(self.etc, exist_ok=True)
+        with open(os.path.join(self.etc, "resolv.conf"), "w") as f:
+            f.write("nameserver %s\n" % self.APPLIANCE)
+        conf = os.path.join(TMP, self.name + "-udhcpd.conf")
+        with open(conf, "w") as f:
+            f.write("start %s\nend %s\ninterface br0\nmax_leases 1\n"
+                    "lease_file %s\npidfile %s\noption subnet 255.255.255.0\noption lease 3600\n" % (
+                        self.APPLIANCE, self.APPLIANCE, os.path.join(TMP, self.name + "-udhcpd.leases"),
+                        os.path.join(TMP, self.name + "-udhcpd.pid")))
+        self.dhcp_log = open(os.path.join(LOGDIR, "test-%s-udhcpd.log" % tag), "wb")
+        self.dhcp = subprocess.Popen(self.run_argv([self.BUSYBOX, "udhcpd", "-f", conf]),
+                                     stdout=self.dhcp_log, stderr=subprocess.STDOUT)
+        time.sleep(0.3)
+        if self.dhcp.poll() is not None:
+            raise Fail("udhcpd exited with status %d (log: %s)" % (self.dhcp.returncode, self.dhcp_log.name))
+
+    def netdev(self):
+        """The QEMU -netdev for the appliance's NIC on this LAN."""
+        return "tap,id=n0,ifname=tap0,script=no,downscript=no"
+
+    def run_argv(self, argv):
+        """argv to run as a host on the LAN (its DNS is the appliance)."""
+        # The full path: test_sdk.run_flow checks that argv[0] exists.
+        return [shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", self.name] + list(argv)
+
+    def call(self, fn, *args):
+        """fn(*args) in a thread that has joined the namespace (setns is per
+        thread), for in-process clients such as urllib. Names resolve with the
+        host's resolv.conf there: use addresses."""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        out = {}
+
+        def run():
+            try:
+                fd = os.open(os.path.join("/run/netns", self.name), os.O_RDONLY)
+                try:
+                    if libc.setns(fd, self.CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns into " + self.name)
+                finally:
+                    os.close(fd)
+                out["value"] = fn(*args)
+            except BaseException as e:  # handed to the caller's thread
+                out["error"] = e
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join()
+        if "error" in out:
+            raise out["error"]
+        return out["value"]
+
+    def close(self):
+        if self.dhcp and self.dhcp.poll() is None:
+            self.dhcp.terminate()
+            try:
+                self.dhcp.wait(5)
+            except subprocess.TimeoutExpired:
+                self.dhcp.kill()
+                self.dhcp.wait()
+        if self.dhcp:
+            self.dhcp_log.close()
+        if self.made:
+            # Whatever a test started in the namespace and left running (a
+            # flow's child) would keep the namespace's links alive.
+            p = subprocess.run(["ip", "netns", "pids", self.name], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            for pid in p.stdout.split():
+                try:
+                    os.kill(int(pid), 9)
+                except (OSError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
+            self.made = False
+        if os.path.isdir(self.etc):
+            for f in os.listdir(self.etc):
+                os.unlink(os.path.join(self.etc, f))
+            os.rmdir(self.etc)
+        try:
+            os.rmdir(os.path.dirname(self.etc))  # /etc/netns, when nothing else uses it
+        except OSError:
+            pass
+
+
 def boot(vm, timeout=None):
     """Waits for boot.done; returns the seconds since QEMU started."""
     vm.expect(BOOT_DONE, timeout=timeout or BOOT_TIMEOUT)
@@ -249,6 +412,7 @@ def load_tests():
     tests = []
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
+    sys.path.insert(0, os.path.join(here, "tests"))  # test modules may import each other
     for path in sorted(glob.glob(os.path.join(here, "tests", "test_*.py"))):
         spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
         mod = importlib.util.module_from_spec(spec)

@@ -3,7 +3,8 @@
  * share: the plumbing of a fake sandbox and the proxy's loop thread.
  *
  * The fake sandbox is a Unix socket server, one thread per connection, that
- * speaks cube-vmm's vsock handshake ("CONNECT <port>\n" -> "OK <n>\n"); each
+ * speaks cube-vmm's vsock handshake ("CONNECT <port>\n" -> "OK <n>\n") and,
+ * for port 49982, the agent's port bridge ("PORT <p>\n" -> "OK\n"); each
  * test then answers HTTP on the connection in its own way (its conn function).
  * The proxy under test runs its loop in a thread that a timer stops once the
  * test sets proxy_stop, since the loop is not thread-safe.
@@ -63,20 +64,45 @@ static bool fill(int fd, struct buf *b)
 	return true;
 }
 
-/* Reads the CONNECT line into *port and answers OK, unless the port is
- * closed_port (-1: none), which is refused by a close, as cube-vmm does. */
-static bool fake_handshake(int fd, struct buf *in, int *port, int closed_port)
+/* Bridged ports with a scripted failure (the agent's port bridge). */
+#define FAKE_TIMEOUT_PORT 5001 /* "ERR timeout" */
+#define FAKE_GARBAGE_PORT 5002 /* an answer that is not the protocol */
+
+/* Reads one "\n"-ended line into line (NUL-terminated, "\n" dropped). */
+static bool fake_read_line(int fd, struct buf *in, char *line, size_t n)
 {
 	char *nl;
 	while (!(nl = in->len ? memchr(in->data, '\n', in->len) : NULL))
 		if (in->len > 64 || !fill(fd, in))
 			return false;
-	if (sscanf(in->data, "CONNECT %d\n", port) != 1)
+	size_t ll = (size_t)(nl - in->data);
+	snprintf(line, n, "%.*s", (int)ll, in->data);
+	buf_consume(in, ll + 1);
+	return true;
+}
+
+/* Reads the CONNECT line into *port and answers OK, unless the port is
+ * closed_port (-1: none), which is refused by a close, as cube-vmm does.
+ * CONNECT 49982 is the agent's port bridge: then "PORT <p>\n" gives *port,
+ * answered "OK\n", or "ERR refused\n" for closed_port, as the agent does. */
+static bool fake_handshake(int fd, struct buf *in, int *port, int closed_port)
+{
+	char line[80];
+	if (!fake_read_line(fd, in, line, sizeof line) || sscanf(line, "CONNECT %d", port) != 1)
 		return false;
-	buf_consume(in, (size_t)(nl - in->data) + 1);
 	if (*port == closed_port)
 		return false;
-	return send_all(fd, "OK 1024\n", 8) == 0;
+	if (send_all(fd, "OK 1024\n", 8) < 0)
+		return false;
+	if (*port != 49982)
+		return true;
+	if (!fake_read_line(fd, in, line, sizeof line) || sscanf(line, "PORT %d", port) != 1)
+		return false;
+	const char *answer = *port == closed_port	  ? "ERR refused\n"
+			     : *port == FAKE_TIMEOUT_PORT ? "ERR timeout\n"
+			     : *port == FAKE_GARBAGE_PORT ? "HTTP/1.1 400 Bad Request\n"
+							  : "OK\n";
+	return send_all(fd, answer, strlen(answer)) == 0 && strcmp(answer, "OK\n") == 0;
 }
 
 /* A chunked answer: chunk one, then wait (at most 5 s) until the test has

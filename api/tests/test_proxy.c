@@ -367,9 +367,109 @@ TEST(port_not_open)
 	CHECK_EQ_INT(resp.status, 502);
 	struct json *j = body_json(&resp);
 	CHECK_STREQ(json_get_str(j, "sandboxId"), "sbxrun1");
+	CHECK_STREQ(json_get_str(j, "message"), "The sandbox is running but port is not open");
 	CHECK_EQ_INT(json_get_int(j, "port", 0), CLOSED_PORT);
+	CHECK_EQ_INT(json_get_int(j, "code", 0), 502);
 	json_free(j);
 	http_response_free(&resp);
+}
+
+/* --- the agent's port bridge ------------------------------------------------------ */
+
+TEST(bridge_answer_and_direct_ports)
+{
+	CHECK(proxy_port_is_direct(49983) && proxy_port_is_direct(49999));
+	CHECK(!proxy_port_is_direct(49982) && !proxy_port_is_direct(8000) && !proxy_port_is_direct(1));
+	CHECK_EQ_INT(proxy_bridge_answer("OK", 2), PROXY_BRIDGE_OK);
+	CHECK_EQ_INT(proxy_bridge_answer("ERR refused", 11), PROXY_BRIDGE_REFUSED);
+	CHECK_EQ_INT(proxy_bridge_answer("ERR timeout", 11), PROXY_BRIDGE_TIMEOUT);
+	CHECK_EQ_INT(proxy_bridge_answer("ERR busy", 8), PROXY_BRIDGE_BUSY);
+	CHECK_EQ_INT(proxy_bridge_answer("ERR unreachable", 15), PROXY_BRIDGE_ERROR);
+	CHECK_EQ_INT(proxy_bridge_answer("ERR bad-preamble", 16), PROXY_BRIDGE_ERROR);
+	CHECK_EQ_INT(proxy_bridge_answer("OK 1024", 7), PROXY_BRIDGE_MALFORMED);
+	CHECK_EQ_INT(proxy_bridge_answer("OK\r", 3), PROXY_BRIDGE_MALFORMED);
+	CHECK_EQ_INT(proxy_bridge_answer("ERR ", 4), PROXY_BRIDGE_MALFORMED);
+	CHECK_EQ_INT(proxy_bridge_answer("ERR Refused", 11), PROXY_BRIDGE_MALFORMED);
+	CHECK_EQ_INT(proxy_bridge_answer("ERR a\"b", 7), PROXY_BRIDGE_MALFORMED);
+	CHECK_EQ_INT(proxy_bridge_answer("", 0), PROXY_BRIDGE_MALFORMED);
+}
+
+/* Any other port goes through the bridge, by Host name and by headers, and
+ * a kept upstream to it is reused like one to envd. */
+TEST(bridged_port_routes_and_reuses)
+{
+	int fd = client_connect();
+	if (!CHECK(fd >= 0))
+		return;
+	const char *h1[] = {"Host: 8000-sbxrun1." DOMAIN, NULL};
+	const char *h2[] = {"Host: 127.0.0.1", "E2b-Sandbox-Id: sbxrun1", "E2b-Sandbox-Port: 8000", NULL};
+	struct http_response r1, r2;
+	CHECK(request(fd, "GET", "/index.html", h1, NULL, 0, &r1) == 0);
+	CHECK(request(fd, "POST", "/up", h2, "abcd", 4, &r2) == 0);
+	struct json *j1 = body_json(&r1), *j2 = body_json(&r2);
+	CHECK_EQ_INT(r1.status, 200);
+	CHECK_EQ_INT(r2.status, 200);
+	CHECK_EQ_INT(json_get_int(j1, "port", 0), 8000);
+	CHECK_STREQ(json_get_str(j1, "target"), "/index.html");
+	CHECK_EQ_INT(json_get_int(j2, "len", 0), 4);
+	CHECK_EQ_INT(json_get_int(j1, "conn", -1), json_get_int(j2, "conn", -2));
+	CHECK_EQ_INT(json_get_int(j2, "nreq", 0), 2);
+	json_free(j1);
+	json_free(j2);
+	http_response_free(&r1);
+	http_response_free(&r2);
+	close(fd);
+}
+
+static void check_bridge_error(int port, const char *message)
+{
+	struct http_response resp;
+	char host[128];
+	snprintf(host, sizeof host, "Host: %d-sbxrun1." DOMAIN, port);
+	const char *h[] = {host, NULL};
+	if (!CHECK(request1("GET", "/", h, &resp) == 0))
+		return;
+	CHECK_EQ_INT(resp.status, 502);
+	CHECK_STREQ(http_header_get(&resp.head, "Content-Type"), "application/json");
+	struct json *j = body_json(&resp);
+	CHECK_STREQ(json_get_str(j, "message"), message);
+	CHECK_STREQ(json_get_str(j, "sandboxId"), "sbxrun1");
+	CHECK_EQ_INT(json_get_int(j, "port", 0), port);
+	CHECK_EQ_INT(json_get_int(j, "code", 0), 502);
+	json_free(j);
+	http_response_free(&resp);
+}
+
+TEST(bridge_errors)
+{
+	check_bridge_error(FAKE_TIMEOUT_PORT,
+			   "The sandbox is running but port 5001 did not accept the connection in time");
+	check_bridge_error(FAKE_GARBAGE_PORT, "The sandbox is running but port 5002 could not be reached");
+}
+
+TEST(bridged_websocket_tunnels)
+{
+	int fd = client_connect();
+	if (!CHECK(fd >= 0))
+		return;
+	const char *req = "GET /ws HTTP/1.1\r\nHost: 3000-sbxrun1." DOMAIN "\r\nUpgrade: websocket\r\n"
+			  "Connection: Upgrade\r\n\r\n";
+	CHECK(send_all(fd, req, strlen(req)) == 0);
+	struct buf in = BUF_INIT;
+	while (!strstr(in.data ? in.data : "", "hello") && fill(fd, &in))
+		;
+	CHECK(strncmp(in.data ? in.data : "", "HTTP/1.1 101 ", 13) == 0);
+	buf_reset(&in);
+	CHECK(send_all(fd, "ws", 2) == 0);
+	while (in.len < 2 && fill(fd, &in))
+		;
+	CHECK_MEMEQ(in.data, in.len, "WS", 2);
+	shutdown(fd, SHUT_WR);
+	buf_reset(&in);
+	read_to_eof(fd, &in);
+	CHECK_MEMEQ(in.data, in.len, "bye", 3);
+	buf_free(&in);
+	close(fd);
 }
 
 TEST(traffic_token)

@@ -8,6 +8,8 @@
  * vsock handshake and a little HTTP (request info, a stream released by the
  * test, a large answer). The clients are mbedtls clients that verify the
  * chain against the test CA for the sandbox host name, as the E2B SDKs do.
+ * A stand-in api (fake_api.h) answers Host api.DOMAIN, the SDKs' default
+ * API URL, which must arrive with X-Forwarded-Proto https.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +38,7 @@
 #include "../proxy.h"
 #include "../proxy_tls.h"
 #include "../registry.h"
+#include "fake_api.h"
 #include "fake_sandbox.h"
 
 #define DOMAIN	  "cubeos.test"
@@ -205,7 +208,11 @@ static void setup(void)
 
 	int lfd = listen_loopback(256, &proxy_port);
 	proxy_loop = loop_new();
-	struct proxy_config cfg = {.state_dir = state_dir, .domain = DOMAIN, .connect_timeout_ms = 3000};
+	struct proxy_config cfg = {.state_dir = state_dir,
+				   .domain = DOMAIN,
+				   .connect_timeout_ms = 3000,
+				   .api_addr = "127.0.0.1",
+				   .api_port = fake_api_listen(&stream_go)};
 	proxy = proxy_new(proxy_loop, &cfg);
 	/* no certificate yet: the first test checks that connections are dropped */
 	tls = proxy_tls_new(cert_path, key_path);
@@ -398,10 +405,45 @@ TEST(host_routing_through_tls_with_keep_alive)
 		json_free(j);
 		buf_free(&body);
 	}
+	/* getHost(8000)'s name: any other port, through the agent's port bridge */
+	const char *bridged = "GET /app HTTP/1.1\r\nHost: 8000-" SBX "." DOMAIN "\r\n\r\n";
+	struct buf body = BUF_INIT;
+	CHECK_EQ_INT(client_send(&c, bridged, strlen(bridged)), 0);
+	CHECK_EQ_INT(client_response(&c, &body), 200);
+	struct json *j = json_parse(body.data ? body.data : "", body.len, NULL, 0);
+	CHECK_EQ_INT(json_get_int(j, "port", 0), 8000);
+	json_free(j);
+	buf_free(&body);
 	/* an unknown sandbox gets the proxy's 502, through TLS as well */
 	const char *req = "GET / HTTP/1.1\r\nHost: 49983-nosuch." DOMAIN "\r\n\r\n";
 	CHECK_EQ_INT(client_send(&c, req, strlen(req)), 0);
 	CHECK_EQ_INT(client_response(&c, NULL), 502);
+	client_close(&c);
+}
+
+/* https://api.DOMAIN: the certificate's wildcard covers it, the request
+ * reaches the api with the key untouched and X-Forwarded-Proto https. */
+TEST(api_host_through_tls)
+{
+	struct client c;
+	if (!CHECK_EQ_INT(client_open(&c, "api." DOMAIN), 0) || !CHECK_EQ_INT(c.verify_flags, 0)) {
+		client_close(&c);
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		const char *req = "GET /sandboxes HTTP/1.1\r\nHost: api." DOMAIN "\r\nX-API-Key: e2b_tls\r\n"
+				  "X-Forwarded-Proto: http\r\n\r\n";
+		struct buf body = BUF_INIT;
+		CHECK_EQ_INT(client_send(&c, req, strlen(req)), 0);
+		CHECK_EQ_INT(client_response(&c, &body), 200);
+		struct json *j = json_parse(body.data ? body.data : "", body.len, NULL, 0);
+		CHECK_STREQ(json_get_str(j, "apiKey"), "e2b_tls");
+		CHECK_STREQ(json_get_str(j, "xfp"), "https");
+		CHECK_STREQ(json_get_str(j, "xff"), "127.0.0.1");
+		CHECK_EQ_INT(json_get_int(j, "nreq", 0), i + 1);
+		json_free(j);
+		buf_free(&body);
+	}
 	client_close(&c);
 }
 

@@ -4,11 +4,11 @@ QEMU forwards two host ports to the appliance's api (:3000) and proxy (:80).
 The admin API key comes from the first-boot banner; once the api has built
 the base template (GET /templates says ready), image/tests/sdk/flow.py runs
 in the Python SDK venvs (latest and old) and image/tests/sdk/flow.mjs with the
-JS SDKs (e2b and e2b-old) of agent/tests/sdk-js: create with metadata and
+JS SDKs (e2b 2.51.0, e2b-prev 2.50.0, e2b-old 2.46.1) of agent/tests/sdk-js: create with metadata and
 envVars, a command that sees the envVar and the guest kernel, a file written
 and read back, list filtered by metadata, setTimeout, getMetrics (the VMM's
-figures), getHost to a busybox httpd in the sandbox (through the proxy by
-Host name), access tokens (secure by default; no or a wrong X-Access-Token
+figures), getHost to an HTTP server in the sandbox (through the proxy and the
+agent's port bridge by Host name; 502 for a port with nothing listening), access tokens (secure by default; no or a wrong X-Access-Token
 gets 401 from the agent), pause (proxy 502, listed paused) then connect (the
 file still there, commands work), kill (isRunning false, the proxy answers
 502), and with CUBE_SDK_FULL=1 (see FULL below) expiry after a 3 s setTimeout and 20 concurrent creates (6 under TCG) that each run a
@@ -114,7 +114,7 @@ def flows():
             out.append((name, [os.path.join(venv or "/nonexistent", "bin", "python"),
                                os.path.join(HERE, "flow.py")]))
     js_ready = os.path.exists(os.path.join(SDK_JS, "node_modules", ".cubeos-lock-sha256"))
-    for pkg, required in (("e2b", True), ("e2b-old", False)):
+    for pkg, required in (("e2b", True), ("e2b-prev", False), ("e2b-old", False)):
         if js_ready or required:
             out.append(("js-" + pkg, ["node", os.path.join(HERE, "flow.mjs"), SDK_JS, pkg]))
     return out
@@ -231,7 +231,7 @@ def test_sdk():
         results, skipped = [], []
         for name, argv in flows():
             results.append("%s (%s)" % (name, run_flow(name, argv, env)))
-        for name in ("py-old", "js-e2b-old"):
+        for name in ("py-old", "js-e2b-prev", "js-e2b-old"):
             if not any(r.startswith(name + " ") for r in results):
                 skipped.append(name)
         vm.pos = 0

@@ -4,7 +4,7 @@
 //   node flow.mjs NODE_MODULES_PARENT PACKAGE
 //     NODE_MODULES_PARENT: the directory whose node_modules holds the SDK
 //       (agent/tests/sdk-js, set up by agent/tests/sdk-deps.sh)
-//     PACKAGE: "e2b" (2.51) or "e2b-old" (the pinned 2.4x, an npm alias)
+//     PACKAGE: "e2b" (2.51.0), "e2b-prev" (2.50.0) or "e2b-old" (2.46.1): npm aliases
 //
 // Environment: E2B_API_URL (the appliance's :3000), E2B_SANDBOX_URL (its proxy
 // on :80), E2B_API_KEY (the first-boot admin key), E2B_DOMAIN, CUBE_PROXY_URL
@@ -12,14 +12,14 @@
 // guest kernel's `uname -r`, when known).
 //
 // Steps: create (metadata, envVars), commands, files, list by metadata,
-// setTimeout, getMetrics, getHost to a busybox httpd in the sandbox, access
+// setTimeout, getMetrics, getHost to an HTTP server in the sandbox (through
+// the agent's port bridge; a port with nothing listening answers 502), access
 // tokens (secure by default; a wrong X-Access-Token is refused), pause then
 // connect (the file still there, commands still working), kill, expiry after
 // a short setTimeout, N concurrent creates (CUBE_SDK_CONCURRENT), a wrong API key, an unknown
 // template.
 //
-// Prints one "ok STEP detail" line per step ("gap STEP detail" for a known
-// missing feature: getHost until the guest has a port bridge) and "flow: PASS" at the end; a
+// Prints one "ok STEP detail" line per step and "flow: PASS" at the end; a
 // failure prints "flow: FAIL ..." and exits 1.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -86,12 +86,18 @@ async function metrics(sbx) {
     `disk layer ${Math.round(m.diskUsed / 1024)} KiB of ${Math.round(m.diskTotal / 1048576)} MiB`)
 }
 
-/** A busybox httpd started in the sandbox, reached through the proxy by the
- *  host name getHost() gives (Host header: no DNS in header mode). */
+// The base template has python3 (Debian); the minimal rootfs has busybox.
+const SERVE = 'cd /tmp/www && if command -v python3 >/dev/null; then exec python3 -m http.server 8080 --bind 127.0.0.1; ' +
+  'else exec busybox httpd -f -p 8080 -h /tmp/www; fi'
+
+/** An HTTP server started in the sandbox (python3's on 127.0.0.1 only, or
+ *  busybox httpd), reached through the proxy (and the agent's port bridge) by
+ *  the host name getHost() gives (Host header: no DNS in header mode); a port
+ *  with nothing listening is a 502. */
 async function getHost(sbx, tag) {
   const page = `served from ${sbx.sandboxId} ${tag}\n`
   await sbx.files.write('/tmp/www/index.html', page, REQ)
-  await sbx.commands.run('busybox httpd -f -p 8080 -h /tmp/www', { background: true, ...REQ })
+  await sbx.commands.run(SERVE, { background: true, ...REQ })
   const host = sbx.getHost(8080)
   check(host === `8080-${sbx.sandboxId}.${process.env.E2B_DOMAIN}`, `getHost(8080): ${host}`)
   let status, body
@@ -100,14 +106,18 @@ async function getHost(sbx, tag) {
     if (status === 200) break
     await sleep(500) // the server needs a moment to listen
   }
-  if (status === 502 && body.includes('port is not open')) {
-    // The guest agent listens on vsock for its own ports only; the bridge to
-    // other guest ports is still to come. Reported, not hidden.
-    console.log(`gap getHost: ${host} -> 502 port is not open (no guest port bridge yet)`)
-    return
+  if (status !== 200 || body !== page) {
+    const seen = await sbx.commands.run('(ss -ltn || netstat -ltn) 2>&1; ps 2>&1 | grep -e [h]ttp; true', REQ)
+    throw new Error(`GET http://${host}/index.html: ${status} ${JSON.stringify(body)}; in the sandbox: ` +
+      JSON.stringify(seen.stdout))
   }
-  check(status === 200 && body === page, `GET http://${host}/index.html: ${status} ${JSON.stringify(body)}`)
-  ok('getHost', `${host} served ${body.length} bytes through the proxy`)
+  const closed = sbx.getHost(8081)
+  const [cstatus, ctext] = await request(process.env.CUBE_PROXY_URL + '/', { headers: { Host: closed } })
+  const err = cstatus === 502 ? JSON.parse(ctext) : {}
+  check(cstatus === 502 && err.code === 502 && err.sandboxId === sbx.sandboxId && /port is not open/.test(err.message),
+    `GET http://${closed}/: ${cstatus} ${ctext}`)
+  ok('getHost', `${host} served ${body.length} bytes through the proxy; ${closed} (nothing listening): ` +
+    `502 ${JSON.stringify(err.message)}`)
 }
 
 /** secure is the default: the record has an envd token, the agent refuses a
