@@ -28,9 +28,9 @@
 #include "apicore.h"
 #include "create_req.h"
 
-#define POOL_CONFIG_MAX	      (64 * 1024)
-#define POOL_RETRY_FIRST_MS   5000   /* after a failed fill */
-#define POOL_RETRY_MAX_MS     300000 /* a template that cannot be restored is retried rarely */
+#define POOL_CONFIG_MAX	    (64 * 1024)
+#define POOL_RETRY_FIRST_MS 5000   /* after a failed fill */
+#define POOL_RETRY_MAX_MS   300000 /* a template that cannot be restored is retried rarely */
 /* A waiting VMM is discarded after this many scans in a row without an
  * answer: a ping can miss on a host starved of CPU, and replacing a good
  * VMM there only adds a restore to the load. A claim of a VMM that did die
