@@ -43,8 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "tests"))
 
-from imagetest import PANIC, Fail, Vm, boot, command, first_boot_password, login, poweroff  # noqa: E402
-from test_sdk import API_KEY, free_port  # noqa: E402
+from imagetest import PANIC, Fail, boot, command, first_boot_password, login, poweroff  # noqa: E402
+from test_sdk import admin_key, forwarded_vm  # noqa: E402
 from test_templates import wait_templates_ready  # noqa: E402
 
 SERIAL = int(os.environ.get("BENCH_SERIAL", "20"))
@@ -388,16 +388,11 @@ def main():
 
 
 def run():
-    api_port, proxy_port = free_port(), free_port()
-    net = "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:3000,hostfwd=tcp:127.0.0.1:%d-:80" % (api_port, proxy_port)
-    vm = Vm("bench-api", "bios", net=net)
+    vm, api_port, proxy_port = forwarded_vm("bench-api")
     logged_in = False
     try:
         secs = boot(vm)
-        m = re.search(API_KEY, vm.out)
-        if not m:
-            raise Fail("no admin API key in the first-boot banner")
-        app = Appliance(api_port, proxy_port, m.group(1).decode())
+        app = Appliance(api_port, proxy_port, admin_key(vm))
         progress("boot.done after %.1f s; waiting for the templates" % secs)
         build = wait_templates_ready("http://127.0.0.1:%d" % api_port, app.key)
         progress("templates ready %.0f s later" % build)

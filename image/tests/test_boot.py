@@ -1,5 +1,4 @@
 """Boots of the qcow2 under SeaBIOS and OVMF."""
-import re
 
 from imagetest import Fail, Vm, boot, first_boot_password
 

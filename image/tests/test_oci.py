@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -33,8 +32,8 @@ import time
 import urllib.error
 import urllib.request
 
-from imagetest import LOGDIR, Fail, Vm, boot
-from test_sdk import API_KEY, FLOW_TIMEOUT, TEMPLATE_TIMEOUT, api, free_port, sdk_env, venv_for
+from imagetest import LOGDIR, Fail, boot
+from test_sdk import FLOW_TIMEOUT, TEMPLATE_TIMEOUT, admin_key, api, forwarded_vm, free_port, sdk_env, venv_for
 
 BUSYBOX = "/bin/busybox"
 GREETING = "hello-from-the-image"
@@ -257,14 +256,9 @@ def test_oci():
     vm = None
     try:
         reg.push("demo", "1", layer, config)
-        api_port, proxy_port = free_port(), free_port()
-        net = "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:3000,hostfwd=tcp:127.0.0.1:%d-:80" % (api_port, proxy_port)
-        vm = Vm("oci", "bios", net=net)
+        vm, api_port, proxy_port = forwarded_vm("oci")
         secs = boot(vm)
-        m = re.search(API_KEY, vm.out)
-        if not m:
-            raise Fail("no admin API key in the first-boot banner")
-        key = m.group(1).decode()
+        key = admin_key(vm)
         url = "http://127.0.0.1:%d" % api_port
         env = sdk_env(api_port, proxy_port, key)
         notes = ["boot.done %.1f s" % secs]

@@ -51,6 +51,22 @@ def free_port():
     return port
 
 
+def forwarded_vm(name):
+    """A Vm of the qcow2 whose api (:3000) and proxy (:80) QEMU forwards to two
+    free host ports: (vm, api_port, proxy_port)."""
+    api_port, proxy_port = free_port(), free_port()
+    net = "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:3000,hostfwd=tcp:127.0.0.1:%d-:80" % (api_port, proxy_port)
+    return Vm(name, "bios", net=net), api_port, proxy_port
+
+
+def admin_key(vm):
+    """The admin API key the first-boot banner printed."""
+    m = re.search(API_KEY, vm.out)
+    if not m:
+        raise Fail("no admin API key in the first-boot banner")
+    return m.group(1).decode()
+
+
 def api(url, key, path, method="GET", body=None, timeout=30):
     """(status, parsed JSON or text) of one call to the appliance's api."""
     data = json.dumps(body).encode() if body is not None else None
@@ -216,15 +232,10 @@ def console_lists(vm, url, key):
 
 
 def test_sdk():
-    api_port, proxy_port = free_port(), free_port()
-    net = "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:3000,hostfwd=tcp:127.0.0.1:%d-:80" % (api_port, proxy_port)
-    vm = Vm("sdk", "bios", net=net)
+    vm, api_port, proxy_port = forwarded_vm("sdk")
     try:
         secs = boot(vm)
-        m = re.search(API_KEY, vm.out)
-        if not m:
-            raise Fail("no admin API key in the first-boot banner")
-        key = m.group(1).decode()
+        key = admin_key(vm)
         url = "http://127.0.0.1:%d" % api_port
         build = wait_base_ready(url, key)
         env = sdk_env(api_port, proxy_port, key)

@@ -54,7 +54,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # test_sdk, next to this file
 
 from imagetest import LOGDIR, TMP, Fail, Lan, Vm, boot, command, first_boot_password, login, poweroff
-from test_sdk import API_KEY, SDK_JS, flows, run_flow, sdk_env, wait_base_ready
+from test_sdk import SDK_JS, admin_key, flows, run_flow, sdk_env, wait_base_ready
 
 DOMAIN = "cubeos.local"
 CA_BANNER = rb"appliance CA SHA-256: +([0-9A-F:]{95})"
@@ -256,10 +256,7 @@ def test_sdk_https():
     try:
         vm = Vm("sdk_https", "bios", net=lan.netdev(), netns=lan.name)
         secs = boot(vm)
-        m = re.search(API_KEY, vm.out)
-        if not m:
-            raise Fail("no admin API key in the first-boot banner")
-        key = m.group(1).decode()
+        key = admin_key(vm)
         fp = re.search(CA_BANNER, vm.out)
         if not fp:
             raise Fail("no appliance CA fingerprint in the first-boot banner")

@@ -18,9 +18,8 @@ import time
 import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # test_sdk, next to this file
-from imagetest import Fail, Vm, boot, command, first_boot_password, login, poweroff
-from test_sdk import (API_KEY, HERE, SDK_JS, TEMPLATE_TIMEOUT, api, free_port, run_flow, sdk_env,
-                      venv_for)
+from imagetest import Fail, boot, command, first_boot_password, login, poweroff
+from test_sdk import HERE, SDK_JS, TEMPLATE_TIMEOUT, admin_key, api, forwarded_vm, run_flow, sdk_env, venv_for
 
 TEMPLATES = ("base", "code-interpreter-v1")
 
@@ -59,15 +58,10 @@ def template_flows():
 
 
 def test_templates():
-    api_port, proxy_port = free_port(), free_port()
-    net = "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:3000,hostfwd=tcp:127.0.0.1:%d-:80" % (api_port, proxy_port)
-    vm = Vm("templates", "bios", net=net)
+    vm, api_port, proxy_port = forwarded_vm("templates")
     try:
         secs = boot(vm)
-        m = re.search(API_KEY, vm.out)
-        if not m:
-            raise Fail("no admin API key in the first-boot banner")
-        key = m.group(1).decode()
+        key = admin_key(vm)
         url = "http://127.0.0.1:%d" % api_port
         build = wait_templates_ready(url, key)
         env = sdk_env(api_port, proxy_port, key)
