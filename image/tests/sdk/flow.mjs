@@ -269,7 +269,8 @@ async function lifecycle(tag) {
     ok('setTimeout', `end moved by ${moved.toFixed(0)} s`)
 
     await metrics(sbx)
-    await getHost(sbx, tag)
+    if ((process.env.CUBE_SDK_GETHOST ?? '1') === '1') await getHost(sbx, tag)
+    else console.log('skip getHost (run with one SDK of each language: the URL is the same in all)')
     await accessToken(sbx)
     sbx = await pauseConnect(sbx, '/tmp/cube-sdk/hello.txt', payload)
   } catch (e) {

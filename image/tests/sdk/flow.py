@@ -75,6 +75,23 @@ SERVE = ("cd /tmp/www && if command -v python3 >/dev/null; then exec python3 -m 
          "else exec busybox httpd -f -p 8080 -h /tmp/www; fi")
 
 
+def sandbox_state(sbx):
+    """For a failure message: the sandbox's listening sockets and servers, or,
+    when it no longer answers, the last lines of its console (GET
+    /sandboxes/{id}/logs)."""
+    try:
+        seen = sbx.commands.run("(ss -ltn || netstat -ltn) 2>&1; ps 2>&1 | grep -e [h]ttp; true", request_timeout=60)
+        return repr(seen.stdout)
+    except Exception as e:  # the sandbox is gone: what did its console say?
+        status, text = http(os.environ["E2B_API_URL"] + "/sandboxes/%s/logs" % sbx.sandbox_id,
+                            {"X-API-Key": os.environ["E2B_API_KEY"]})
+        try:
+            lines = [entry["line"] for entry in json.loads(text)["logs"]][-40:]
+        except (ValueError, KeyError, TypeError):
+            lines = [text[-2000:]]
+        return "%s: %s; its console (logs %d):\n  %s" % (type(e).__name__, e, status, "\n  ".join(lines))
+
+
 def get_host(sbx, tag):
     """An HTTP server started in the sandbox (python3's on 127.0.0.1 only, or
     busybox httpd), reached through the proxy (and the agent's port bridge) by
@@ -92,8 +109,8 @@ def get_host(sbx, tag):
             break
         time.sleep(0.5)
     if status != 200 or body != page:
-        seen = sbx.commands.run("(ss -ltn || netstat -ltn) 2>&1; ps 2>&1 | grep -e [h]ttp; true", request_timeout=120)
-        raise AssertionError("GET http://%s/index.html: %s %r; in the sandbox: %r" % (host, status, body, seen.stdout))
+        raise AssertionError("GET http://%s/index.html: %s %r; in the sandbox: %s" % (host, status, body,
+                                                                                 sandbox_state(sbx)))
     closed = sbx.get_host(8081)
     status, text = http(os.environ["CUBE_PROXY_URL"] + "/", {"Host": closed})
     err = json.loads(text) if status == 502 else {}
@@ -240,7 +257,10 @@ def main():
         ok("set_timeout", "end moved by %.0f s" % (after - before).total_seconds())
 
         metrics(sbx)
-        get_host(sbx, tag)
+        if os.environ.get("CUBE_SDK_GETHOST", "1") == "1":
+            get_host(sbx, tag)
+        else:
+            print("skip get_host (run with one SDK of each language: the URL is the same in all)", flush=True)
         access_token(sbx)
         sbx = pause_connect(sbx, "/tmp/cube-sdk/hello.txt", payload)
     except BaseException:
