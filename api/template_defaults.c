@@ -32,6 +32,11 @@
 
 #define DEFAULT_TEMPLATES_MAX 16
 #define TEMPLATE_JSON_MAX     (256 * 1024)
+/* A build is a guest boot; one that dies (a guest crash under nested
+ * emulation, a host short of memory for a moment) is tried again before
+ * the template is marked failed, since nothing else would rebuild it
+ * until the next start. A build that cannot work fails three times fast. */
+#define DEFAULT_BUILD_ATTEMPTS 3
 
 struct default_template {
 	char name[64];
@@ -96,12 +101,19 @@ static void build_run(struct job *job)
 	struct default_builds *b = (struct default_builds *)job;
 	struct api *a = b->a;
 	const struct default_template *t = &b->list[b->next];
-	write_json(b, t, "building", 0, NULL);
-	b->err[0] = '\0';
-	b->rc = a->ops.template_build(b->dir, a->cfg.base_kernel, t->rootfs, a->cfg.base_cpus, a->cfg.base_mem_mib,
-				      on_progress, b, b->err, sizeof b->err);
-	if (b->rc < 0 && !b->err[0])
-		snprintf(b->err, sizeof b->err, "the build failed");
+	for (int attempt = 1; attempt <= DEFAULT_BUILD_ATTEMPTS; attempt++) {
+		write_json(b, t, "building", 0, NULL);
+		b->err[0] = '\0';
+		b->rc = a->ops.template_build(b->dir, a->cfg.base_kernel, t->rootfs, a->cfg.base_cpus,
+					      a->cfg.base_mem_mib, on_progress, b, b->err, sizeof b->err);
+		if (b->rc < 0 && !b->err[0])
+			snprintf(b->err, sizeof b->err, "the build failed");
+		if (b->rc == 0)
+			break;
+		if (attempt < DEFAULT_BUILD_ATTEMPTS)
+			log_warn("template.build", "template=%s attempt %d of %d failed, trying again: %s", t->name,
+				 attempt, DEFAULT_BUILD_ATTEMPTS, b->err);
+	}
 	write_json(b, t, b->rc < 0 ? "error" : "ready", b->rc < 0 ? 0 : 100, b->rc < 0 ? b->err : NULL);
 }
 

@@ -164,11 +164,19 @@ static bool fake_alive(pid_t pid, const struct vm_spec *spec)
 	return a;
 }
 
+/* Set > 0: that many builds fail the way a guest crash does. */
+static int fake_build_failures;
+
 static int fake_template_build(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
 			       void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err,
 			       size_t errsz)
 {
 	progress(arg, 10, "boot");
+	if (__atomic_load_n(&fake_build_failures, __ATOMIC_SEQ_CST) > 0) {
+		__atomic_sub_fetch(&fake_build_failures, 1, __ATOMIC_SEQ_CST);
+		snprintf(err, errsz, "vmm: exit code 3: guest triple fault");
+		return -1;
+	}
 	progress(arg, 90, "snapshot");
 	char path[4200];
 	snprintf(path, sizeof path, "%s/snap", template_dir);

@@ -375,6 +375,10 @@ TEST(restore_sends_transport_reset_and_state_roundtrips)
 	snap_w_free(&w);
 
 	d->restored(d->dev);
+	/* A host client that comes before the guest has handled the reset is
+	 * held: the reset would drop its connection. */
+	int fd = host_connect(uds);
+	CHECK(write(fd, "CONNECT 5002\n", 13) == 13);
 	uint32_t id, len;
 	if (CHECK(gq_used(&evq, TRIES, &id, &len))) {
 		uint32_t ev;
@@ -382,6 +386,19 @@ TEST(restore_sends_transport_reset_and_state_roundtrips)
 		CHECK_EQ_INT(ev, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
 		CHECK_EQ_INT(len, 4);
 	}
+	gq_kick(&evq); /* a kick alone is not the sign */
+	spin(20);
+	CHECK_EQ_INT(gq_used(&rxq, 20, &id, &len), false);
+	/* The guest hands the event buffer back: the REQUEST goes out. */
+	gq_add(&evq, NULL, 4, true);
+	gq_kick(&evq);
+	struct virtio_vsock_hdr h = {0};
+	if (CHECK(rx(&h, NULL))) {
+		CHECK_EQ_INT(h.op, VIRTIO_VSOCK_OP_REQUEST);
+		CHECK_EQ_INT(h.dst_port, 5002);
+		tx(VIRTIO_VSOCK_OP_RST, 5002, h.src_port, 0, NULL);
+	}
+	close(fd);
 }
 
 /* Opens a host connection to guest port, reads its REQUEST and refuses it;

@@ -126,6 +126,14 @@ bool virtq_has_avail(struct virtq *vq)
 	return p && __atomic_load_n(p, __ATOMIC_ACQUIRE) != vq->last_avail_idx;
 }
 
+uint16_t virtq_avail_idx(struct virtq *vq)
+{
+	if (vq->broken || !vq->num)
+		return 0;
+	uint16_t *p = ring_u16(vq, vq->avail + 2);
+	return p ? __atomic_load_n(p, __ATOMIC_ACQUIRE) : 0;
+}
+
 int virtq_pop(struct virtq *vq, struct virtq_chain *ch)
 {
 	/* Bounded even if completing bad chains refills the ring (a used

@@ -79,6 +79,9 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *ch);
 void virtq_unpop(struct virtq *vq);
 /* True if a chain is available (does not validate it). */
 bool virtq_has_avail(struct virtq *vq);
+
+/* The guest's avail->idx (0 on a broken queue): it moves whenever the guest posts a buffer. */
+uint16_t virtq_avail_idx(struct virtq *vq);
 /* Returns a chain to the guest with len bytes written into it. */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
 /* True once after chains were pushed, unless the driver set

@@ -21,7 +21,13 @@
  *
  * Connections are not saved in snapshots: their host sockets belong to the
  * old process. After a restore the guest gets a TRANSPORT_RESET event and
- * drops them; its listening sockets survive.
+ * drops them; its listening sockets survive. It drops them in a work item
+ * that can run seconds after its vCPUs resume on a starved host, and it
+ * drops whatever is connected by then, without a word to us: a client that
+ * connected in between would see its request vanish. So new host clients
+ * are held (their CONNECT line is not read) until the guest has handled the
+ * event, which shows when it hands the event buffer back (see
+ * release_held_connects).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +64,10 @@
 #define CONNECT_LINE_MAX    64
 #define VSOCK_STATE_VERSION 2 /* 2 adds next_port; 1 is still read */
 #define FIRST_LOCAL_PORT    1024
+/* How long host clients wait for a restored guest to handle the transport
+ * reset before they are let through anyway (a guest driver that never
+ * reposts event buffers must not lock everyone out). Counted from resume. */
+#define RESET_HOLD_MAX_MS 10000
 
 /* Control packets a connection still has to send to the guest. */
 enum {
@@ -126,6 +136,9 @@ struct vsock {
 	int nr_orphan;
 	struct conn *tx_blocked_on; /* stopped taking tx packets until this one drains */
 	bool event_pending;	    /* TRANSPORT_RESET to deliver */
+	bool hold_connects;	    /* restored: new host clients wait for the reset to be handled */
+	uint16_t reset_avail_idx;   /* the event queue's avail index when the reset went out */
+	struct loop_timer hold_timer;
 	struct virtq_chain ch;
 };
 
@@ -255,7 +268,7 @@ static void conn_update_events(struct conn *c)
 	uint32_t ev = 0;
 	if (c->fd >= 0 && !c->vs->vd.paused) {
 		if (c->state == C_HANDSHAKE)
-			ev = EPOLLIN;
+			ev = c->vs->hold_connects ? 0 : EPOLLIN;
 		else if (c->state == C_ESTABLISHED) {
 			if (conn_can_read(c) && !c->want_rx)
 				ev |= EPOLLIN;
@@ -745,7 +758,53 @@ static void deliver_event(struct vsock *vs)
 	uint32_t id = VIRTIO_VSOCK_EVENT_TRANSPORT_RESET;
 	virtq_push(vq, vs->ch.head, (uint32_t)virtq_chain_write(&vs->ch, 0, &id, sizeof(id)));
 	vs->event_pending = false;
+	vs->reset_avail_idx = virtq_avail_idx(vq);
 	virtio_queue_done(&vs->vd, VSOCK_EVQ);
+}
+
+/* Lets held host clients go on to their CONNECT. */
+static void release_held_connects(struct vsock *vs)
+{
+	vs->hold_connects = false;
+	if (vs_loop(vs))
+		loop_timer_disarm(vs_loop(vs), &vs->hold_timer);
+	for (struct conn *c = vs->all; c; c = c->next)
+		if (c->state == C_HANDSHAKE)
+			conn_update_events(c);
+}
+
+/* Linux handles the event, then reposts its buffer and kicks: a moved avail
+ * index after delivery is the sign, where a kick alone is not (we kick all
+ * queues ourselves at times). */
+static void check_reset_handled(struct vsock *vs)
+{
+	struct virtq *vq = virtio_queue_get(&vs->vd, VSOCK_EVQ);
+	if (vs->hold_connects && !vs->event_pending && vq && virtq_avail_idx(vq) != vs->reset_avail_idx) {
+		log_info("virtio_vsock.reset_handled", "the guest handled the transport reset");
+		release_held_connects(vs);
+	}
+}
+
+static void on_hold_timeout(void *arg)
+{
+	struct vsock *vs = arg;
+	pthread_mutex_lock(&vs->vd.vm->lock);
+	if (vs->hold_connects) {
+		log_warn("virtio_vsock.reset_unhandled",
+			 "the guest did not hand back the transport reset event within %d ms; letting host "
+			 "clients through",
+			 RESET_HOLD_MAX_MS);
+		release_held_connects(vs);
+		rx_pump(vs);
+	}
+	pthread_mutex_unlock(&vs->vd.vm->lock);
+}
+
+/* The hold's clock runs only while the guest can run. */
+static void arm_hold_timer(struct vsock *vs)
+{
+	if (vs->hold_connects && !vs->vd.paused && vs_loop(vs))
+		loop_timer_arm(vs_loop(vs), &vs->hold_timer, RESET_HOLD_MAX_MS, on_hold_timeout, vs);
 }
 
 /* --- host sockets -------------------------------------------------------------- */
@@ -880,7 +939,10 @@ static void vsock_notify(struct virtio_dev *vd, int queue)
 	switch (queue) {
 	case VSOCK_RXQ: rx_pump(vs); break;
 	case VSOCK_TXQ: tx_process(vs); break;
-	case VSOCK_EVQ: deliver_event(vs); break;
+	case VSOCK_EVQ:
+		deliver_event(vs);
+		check_reset_handled(vs);
+		break;
 	}
 }
 
@@ -953,8 +1015,10 @@ static void vsock_pause(void *dev)
 {
 	struct vsock *vs = dev;
 	virtio_pause(&vs->vd);
-	if (vs_loop(vs))
+	if (vs_loop(vs)) {
 		loop_io_del(vs_loop(vs), &vs->listen_io);
+		loop_timer_disarm(vs_loop(vs), &vs->hold_timer);
+	}
 	for (struct conn *c = vs->all; c; c = c->next)
 		conn_update_events(c);
 }
@@ -964,6 +1028,7 @@ static void vsock_resume(void *dev)
 	struct vsock *vs = dev;
 	virtio_resume(&vs->vd);
 	listen_watch(vs);
+	arm_hold_timer(vs);
 	for (struct conn *c = vs->all; c; c = c->next)
 		conn_update_events(c);
 }
@@ -972,6 +1037,8 @@ static void vsock_restored(void *dev)
 {
 	struct vsock *vs = dev;
 	vs->event_pending = true; /* delivered on the kick below, or when the guest posts an event buffer */
+	vs->hold_connects = true;
+	arm_hold_timer(vs);
 	virtio_transport_restored(&vs->vd);
 }
 
