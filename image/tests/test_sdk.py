@@ -11,8 +11,10 @@ figures), getHost to an HTTP server in the sandbox (through the proxy and the
 agent's port bridge by Host name; 502 for a port with nothing listening), access tokens (secure by default; no or a wrong X-Access-Token
 gets 401 from the agent), pause (proxy 502, listed paused) then connect (the
 file still there, commands work), kill (isRunning false, the proxy answers
-502), and with CUBE_SDK_FULL=1 (see FULL below) expiry after a 3 s setTimeout and 20 concurrent creates (6 under TCG) that each run a
-command, a wrong key (auth error), an unknown template (not found). Then the console: `sandbox list` shows a sandbox made over HTTP,
+502), a wrong key (auth error), an unknown template (not found). Expiry after a
+3 s setTimeout and 20 concurrent creates that each run a command run on the
+LAN path of test_sdk_https (see many_sandbox_steps below), here only with
+CUBE_SDK_FULL=1. Then the console: `sandbox list` shows a sandbox made over HTTP,
 `template list` shows base ready, and the appliance powers off cleanly.
 
 The SDKs come from `make sdk` / agent/tests/sdk-deps.sh (venvs under
@@ -136,8 +138,10 @@ def flows():
     return out
 
 
-def run_flow(name, argv, env):
-    """Runs one flow; returns its "ok create ..." detail. Its output goes to LOGDIR."""
+def run_flow(name, argv, env, many=False):
+    """Runs one flow; returns its "ok create ..." detail. Its output goes to
+    LOGDIR. many: the flow is on a path where the many-sandbox steps run with
+    the latest SDK of each language (see FULL)."""
     need = os.path.join(SDK_JS, "node_modules", argv[3]) if argv[0] == "node" else argv[0]
     if not os.path.exists(need):
         raise Fail("%s: %s missing (run: make sdk, or bash agent/tests/sdk-deps.sh)" % (name, need))
@@ -145,7 +149,36 @@ def run_flow(name, argv, env):
     # getHost to a server in the sandbox runs with the latest SDK of each
     # language only: the URL is computed the same way by all of them, and the
     # proxy path behind it is one and the same.
-    env = dict(env, CUBE_SDK_GETHOST="1" if name.endswith(("py-latest", "js-e2b")) else "0")
+    latest = name.endswith(("py-latest", "js-e2b"))
+    env = dict(env, CUBE_SDK_GETHOST="1" if latest else "0")
+    if many:
+        env["CUBE_SDK_FULL"] = "1" if latest else FULL
+    rerun = ""
+    for attempt in (1, 2):
+        rc, text = run_once(argv, env, log)
+        if rc == 0 and "flow: PASS" in text:
+            break
+        stalls = re.findall(r"^guest_stall (\S+)", text, re.M)
+        # Nested under emulation a restored sandbox's vCPU now and then spins
+        # without progress (its kernel reports an RCU stall; one host vCPU
+        # stays busy) while its peers run on: an emulator fault like the
+        # appliance panics imagetest reruns for, seen under TCG only. Such a
+        # flow is reported and run once more; a second failure counts.
+        if attempt == 1 and stalls and "tcg" in os.environ.get("ACCEL", ""):
+            os.replace(log, log[:-len(".out")] + ".stall.out")
+            rerun = "; rerun after a guest vCPU stall under TCG (%s)" % ", ".join(stalls)
+            continue
+        last = [ln for ln in text.splitlines() if ln.strip()][-3:]
+        raise Fail("%s failed (exit %d): %s (full output: %s)%s" % (name, rc, " | ".join(last), log, rerun))
+    m = re.search(r"^ok create (.*)$", text, re.M)
+    gaps = re.findall(r"^gap (\S+)", text, re.M)
+    skips = re.findall(r"^skip (.*?) \(", text, re.M)
+    return ((m.group(1) if m else "ok") + ("; known gaps: " + ", ".join(gaps) if gaps else "") +
+            ("; skipped: " + ", ".join(skips) if skips else "") + rerun)
+
+
+def run_once(argv, env, log):
+    """(exit code, output) of one run of a flow; the output is also in log."""
     try:
         p = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=FLOW_TIMEOUT)
         text = p.stdout.decode(errors="replace")
@@ -155,33 +188,22 @@ def run_flow(name, argv, env):
         rc = -1
     with open(log, "w") as f:
         f.write(text)
-    if rc != 0 or "flow: PASS" not in text:
-        last = [ln for ln in text.splitlines() if ln.strip()][-3:]
-        raise Fail("%s failed (exit %d): %s (full output: %s)" % (name, rc, " | ".join(last), log))
-    m = re.search(r"^ok create (.*)$", text, re.M)
-    gaps = re.findall(r"^gap (\S+)", text, re.M)
-    skips = re.findall(r"^skip (.*?) \(", text, re.M)
-    return ((m.group(1) if m else "ok") + ("; known gaps: " + ", ".join(gaps) if gaps else "") +
-            ("; skipped: " + ", ".join(skips) if skips else ""))
+    return rc, text
 
 
-# The steps that restore many sandboxes in a row (expiry, concurrent creates)
-# run only with CUBE_SDK_FULL=1 for now: under nested emulation they fail in
-# about half of the runs (a restored clone that triple-faults or stops
-# answering, sandboxes gone before their kill, once the appliance kernel
-# dying in KVM_RUN): a defect being chased, not one to hide in `make test`.
+# The many-sandbox steps (expiry, 20 concurrent creates) run on the LAN path
+# (test_sdk_https: a TAP on a bridge) with the latest SDK of each language,
+# and with every SDK when CUBE_SDK_FULL=1. Not on QEMU's user-mode forwards
+# of this test by default: with 20 clients at once the forward resets a
+# connection now and then that never reached the appliance (seen in a
+# capture of the appliance's NIC: no packet of it there).
 FULL = os.environ.get("CUBE_SDK_FULL", "0")
 
 
 def concurrent_creates():
-    """How many sandboxes each flow creates at once. 20 (the issue's figure)
-    where the appliance has hardware KVM. Nested under emulation (TCG here:
-    2 host CPUs run the appliance, which runs every guest) 20 guests starting
-    at once starve each other for many seconds, so the flows use 6 there;
-    CUBE_SDK_CONCURRENT overrides."""
-    if os.environ.get("CUBE_SDK_CONCURRENT"):
-        return int(os.environ["CUBE_SDK_CONCURRENT"])
-    return 20 if "kvm" in os.environ.get("ACCEL", "") else 6
+    """How many sandboxes the concurrent step creates at once: 20, the
+    issue's figure; CUBE_SDK_CONCURRENT overrides."""
+    return int(os.environ.get("CUBE_SDK_CONCURRENT") or 20)
 
 
 def sdk_env(api_port, proxy_port, key):
@@ -245,7 +267,7 @@ def test_sdk():
         env = sdk_env(api_port, proxy_port, key)
         results, skipped = [], []
         for name, argv in flows():
-            results.append("%s (%s)" % (name, run_flow(name, argv, env)))
+            results.append("%s (%s)" % (name, run_flow(name, argv, env, many=FULL == "1")))
         for name in ("py-old", "js-e2b-prev", "js-e2b-old"):
             if not any(r.startswith(name + " ") for r in results):
                 skipped.append(name)

@@ -38,6 +38,11 @@ Environment per language (sdk_https_env):
 The flows' raw checks (header-mode access tokens, getHost's page) go to
 CUBE_PROXY_URL=http://cubeos.local (port 80, resolved by cube-dns).
 
+With the latest SDK of each language (py-latest, js-e2b) the flows also run
+the many-sandbox steps here: expiry after a 3 s setTimeout, and 20 creates
+at once that each run a command (see FULL in test_sdk.py for why not over
+QEMU's user-mode forwards).
+
 After the flows, the proxy's log (`logs proxy` on the console) must show
 requests from the LAN host routed by host name to sandboxes and to the api:
 the SDKs' own https calls.
@@ -232,7 +237,7 @@ def run_flows(lan, env):
         if not os.path.exists(need):
             raise Fail("%s: %s missing (run: make sdk, or bash agent/tests/sdk-deps.sh)" % (name, need))
         results.append(default_mode(lan, name, argv, env))
-        results.append("%s (%s)" % (name, run_flow("https-" + name, lan.run_argv(argv), flow_env)))
+        results.append("%s (%s)" % (name, run_flow("https-" + name, lan.run_argv(argv), flow_env, many=True)))
     return results
 
 

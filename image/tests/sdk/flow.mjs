@@ -73,6 +73,40 @@ function request(url, { method = 'GET', headers = {}, body } = {}) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
+// What the guest kernel prints when one of its vCPUs stopped making progress.
+const GUEST_STALL = 'rcu_sched detected stalls'
+
+/**
+ * The last lines of a sandbox's console (GET /sandboxes/{id}/logs), for a
+ * failure message. waitForStallMs: how long to keep reading while it shows
+ * no vCPU stall report (the guest prints one ~21 s into a stall); a line
+ * "guest_stall <id>" goes to stdout when it does.
+ */
+async function consoleTail(id, waitForStallMs = 0) {
+  const deadline = Date.now() + waitForStallMs
+  let status, lines
+  for (;;) {
+    try {
+      const [st, text] = await request(`${process.env.E2B_API_URL}/sandboxes/${id}/logs`, {
+        headers: { 'X-API-Key': process.env.E2B_API_KEY },
+      })
+      status = st
+      try {
+        lines = JSON.parse(text).logs.map((e) => e.line).slice(-40)
+      } catch {
+        lines = [text.slice(-2000)]
+      }
+    } catch (e) {
+      status = 0
+      lines = [String(e)]
+    }
+    if (lines.some((l) => l.includes(GUEST_STALL)) || Date.now() >= deadline) break
+    await sleep(3000)
+  }
+  if (lines.some((l) => l.includes(GUEST_STALL))) console.log(`guest_stall ${id}`)
+  return `console of ${id} (logs ${status}):\n  ${lines.join('\n  ')}`
+}
+
 /** getMetrics(): one sample with the VMM's figures. */
 async function metrics(sbx) {
   const got = await sbx.getMetrics(REQ)
@@ -181,8 +215,9 @@ async function expiry(tag) {
       await sleep(500)
     }
   } catch (e) {
+    const detail = await consoleTail(sbx.sandboxId, 30_000)
     await sbx.kill(REQ).catch(() => {})
-    throw e
+    throw new Error(`sandbox ${sbx.sandboxId}: ${e}; ${detail}`)
   }
   const gone = (Date.now() - t0) / 1000
   const found = await Sandbox.list({ query: { metadata: { run: tag + '-ttl' } }, ...REQ }).nextItems()
@@ -206,8 +241,9 @@ async function concurrent(tag, n) {
         const r = await s.commands.run('echo $CUBE_N', { timeoutMs: 120_000, ...REQ })
         return [s, r.stdout.trim()]
       } catch (e) {
+        const detail = await consoleTail(s.sandboxId, 30_000)
         await s.kill(REQ).catch(() => {})
-        throw e
+        throw new Error(`sandbox ${s.sandboxId}: ${e}; ${detail}`)
       }
     }),
   )

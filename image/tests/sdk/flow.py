@@ -83,13 +83,33 @@ def sandbox_state(sbx):
         seen = sbx.commands.run("(ss -ltn || netstat -ltn) 2>&1; ps 2>&1 | grep -e [h]ttp; true", request_timeout=60)
         return repr(seen.stdout)
     except Exception as e:  # the sandbox is gone: what did its console say?
-        status, text = http(os.environ["E2B_API_URL"] + "/sandboxes/%s/logs" % sbx.sandbox_id,
+        return "%s: %s; %s" % (type(e).__name__, e, console_tail(sbx.sandbox_id))
+
+
+# What the guest kernel prints when one of its vCPUs stopped making progress.
+GUEST_STALL = "rcu_sched detected stalls"
+
+
+def console_tail(sandbox_id, wait_for_stall=0):
+    """The last lines of a sandbox's console (GET /sandboxes/{id}/logs), for
+    a failure message. wait_for_stall: seconds to keep reading while the
+    console shows no vCPU stall report (the guest prints one ~21 s into a
+    stall); a line "guest_stall <id>" goes to stdout when it does."""
+    deadline = time.monotonic() + wait_for_stall
+    while True:
+        status, text = http(os.environ["E2B_API_URL"] + "/sandboxes/%s/logs" % sandbox_id,
                             {"X-API-Key": os.environ["E2B_API_KEY"]})
         try:
             lines = [entry["line"] for entry in json.loads(text)["logs"]][-40:]
         except (ValueError, KeyError, TypeError):
             lines = [text[-2000:]]
-        return "%s: %s; its console (logs %d):\n  %s" % (type(e).__name__, e, status, "\n  ".join(lines))
+        stalled = any(GUEST_STALL in line for line in lines)
+        if stalled or time.monotonic() >= deadline:
+            break
+        time.sleep(3)
+    if stalled:
+        print("guest_stall %s" % sandbox_id, flush=True)
+    return "console of %s (logs %d):\n  %s" % (sandbox_id, status, "\n  ".join(lines))
 
 
 def get_host(sbx, tag):
@@ -175,9 +195,10 @@ def expiry(tag):
             check(time.monotonic() - t0 < 60, "still running 60 s after set_timeout(3)")
             time.sleep(0.5)
         gone = time.monotonic() - t0
-    except BaseException:
+    except Exception as e:
+        detail = console_tail(sbx.sandbox_id, wait_for_stall=30)
         sbx.kill(**REQ)
-        raise
+        raise AssertionError("sandbox %s: %r; %s" % (sbx.sandbox_id, e, detail)) from e
     found = Sandbox.list(query=SandboxQuery(metadata={"run": tag + "-ttl"}), **REQ).next_items()
     check(not found, "list after expiry: %r" % found)
     ok("expiry", "set_timeout(3): gone after %.1f s, not listed" % gone)
@@ -190,9 +211,10 @@ def concurrent_creates(tag, n):
                            envs={"CUBE_N": str(i)}, **REQ)
         try:
             r = s.commands.run("echo $CUBE_N", timeout=120, request_timeout=120)
-        except BaseException:
+        except Exception as e:
+            detail = console_tail(s.sandbox_id, wait_for_stall=30)
             s.kill(**REQ)
-            raise
+            raise AssertionError("sandbox %s: %r; %s" % (s.sandbox_id, e, detail)) from e
         return s, r.stdout.strip()
 
     t0 = time.monotonic()
