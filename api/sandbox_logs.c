@@ -11,6 +11,10 @@
  *
  * Query (as E2B's API): `start` (ms since the epoch: entries at or after it)
  * and `limit` (1-1000, default 1000): the first `limit` entries from `start`.
+ * CubeOS adds `source`: `console` (the default, as above) or `vmm`, the
+ * sandbox's VMM log (RUN/sandboxes/<id>/vmm.log, lib/log lines: restores,
+ * device events, guest crashes with their registers), for an operator who
+ * asks why a sandbox stopped answering.
  * Only the last LOG_TAIL_BYTES of the file are read: a chatty sandbox does
  * not make the call expensive, and the file is on tmpfs. */
 #include <errno.h>
@@ -31,6 +35,7 @@
 struct log_query {
 	int64_t start_ms;
 	int limit;
+	const char *file; /* in the sandbox's run dir */
 };
 
 /* The last LOG_TAIL_BYTES of path, from the first full line on; NULL if the
@@ -168,9 +173,20 @@ static bool parse_query(struct http_conn *c, const char *query, struct log_query
 {
 	q->start_ms = 0;
 	q->limit = LOG_LIMIT_MAX;
+	q->file = "console.log";
 	char *start = http_query_get(query, "start"), *limit = http_query_get(query, "limit"), *endp;
+	char *source = http_query_get(query, "source");
 	bool ok = true;
-	if (start && *start) {
+	if (source && *source && strcmp(source, "console") != 0) {
+		if (!strcmp(source, "vmm")) {
+			q->file = "vmm.log";
+		} else {
+			http_respond_error(c, 400, "source: want console or vmm, got '%s'", source);
+			ok = false;
+		}
+	}
+	free(source);
+	if (ok && start && *start) {
 		long long v = strtoll(start, &endp, 10);
 		if (*endp || v < 0) {
 			http_respond_error(c, 400, "start: want milliseconds since the epoch, got '%s'", start);
@@ -198,7 +214,8 @@ void sandbox_logs(struct api *a, struct http_conn *c, const struct http_req *req
 		return;
 	char path[4200];
 	sandbox_run_dir(a, e->rec.id, path, sizeof path);
-	strncat(path, "/console.log", sizeof path - strlen(path) - 1);
+	strncat(path, "/", sizeof path - strlen(path) - 1);
+	strncat(path, q.file, sizeof path - strlen(path) - 1);
 	size_t len = 0;
 	char *text = read_tail(path, &len);
 	struct log_writer lw = {.logs_buf = BUF_INIT, .entries_buf = BUF_INIT};

@@ -685,6 +685,34 @@ TEST(logs_come_from_the_sandbox_console)
 	snprintf(path, sizeof path, "/sandboxes/%s/logs?start=yesterday", id);
 	CHECK_EQ_INT(status_of(&in, "GET", path, NULL), 400);
 	CHECK_EQ_INT(status_of(&in, "GET", "/sandboxes/nosuchsandbox/logs", NULL), 404);
+
+	/* source=vmm: the sandbox's VMM log instead of its console. */
+	snprintf(path, sizeof path, "%s/sandboxes/%s/vmm.log", run_dir, id);
+	f = fopen(path, "w");
+	if (!CHECK(f != NULL))
+		return;
+	fputs("{\"ts\":\"2099-01-01T10:00:01.000Z\",\"level\":\"error\",\"comp\":\"vmm\",\"event\":\"vm.triple_"
+	      "fault\",\"msg\":\"vcpu=0 triple fault\"}\n",
+	      f);
+	fclose(f);
+	snprintf(path, sizeof path, "/sandboxes/%s/logs?source=vmm", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	entries = json_get(r.j, "logEntries");
+	if (CHECK(entries && entries->count == 1)) {
+		CHECK_STREQ(json_get_str(entries->child, "level"), "error");
+		CHECK_STREQ(json_get_str(json_get(entries->child, "fields"), "event"), "vm.triple_fault");
+	}
+	reply_free(&r);
+	snprintf(path, sizeof path, "/sandboxes/%s/logs?source=console&limit=1", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	entries = json_get(r.j, "logEntries");
+	if (CHECK(entries && entries->count == 1))
+		CHECK_STREQ(json_get_str(json_get(entries->child, "fields"), "source"), "console");
+	reply_free(&r);
+	snprintf(path, sizeof path, "/sandboxes/%s/logs?source=host", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 400);
+	CHECK(error_shape(&r, 400));
+	reply_free(&r);
 	snprintf(path, sizeof path, "/sandboxes/%s", id);
 	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
 	inst_stop(&in);

@@ -104,7 +104,16 @@ async function consoleTail(id, waitForStallMs = 0) {
     await sleep(3000)
   }
   if (lines.some((l) => l.includes(GUEST_STALL))) console.log(`guest_stall ${id}`)
-  return `console of ${id} (logs ${status}):\n  ${lines.join('\n  ')}`
+  let vmm
+  try {
+    const [vst, vtext] = await request(`${process.env.E2B_API_URL}/sandboxes/${id}/logs?source=vmm`, {
+      headers: { 'X-API-Key': process.env.E2B_API_KEY },
+    })
+    vmm = `(logs?source=vmm ${vst}):\n  ` + JSON.parse(vtext).logs.map((e) => e.line).slice(-20).join('\n  ')
+  } catch (e) {
+    vmm = `: ${e}`
+  }
+  return `console of ${id} (logs ${status}):\n  ${lines.join('\n  ')}\nits VMM log ${vmm}`
 }
 
 /** getMetrics(): one sample with the VMM's figures. */

@@ -109,7 +109,14 @@ def console_tail(sandbox_id, wait_for_stall=0):
         time.sleep(3)
     if stalled:
         print("guest_stall %s" % sandbox_id, flush=True)
-    return "console of %s (logs %d):\n  %s" % (sandbox_id, status, "\n  ".join(lines))
+    vstatus, vtext = http(os.environ["E2B_API_URL"] + "/sandboxes/%s/logs?source=vmm" % sandbox_id,
+                          {"X-API-Key": os.environ["E2B_API_KEY"]})
+    try:
+        vmm = [entry["line"] for entry in json.loads(vtext)["logs"]][-20:]
+    except (ValueError, KeyError, TypeError):
+        vmm = [vtext[-1000:]]
+    return "console of %s (logs %d):\n  %s\nits VMM log (logs?source=vmm %d):\n  %s" % (
+        sandbox_id, status, "\n  ".join(lines), vstatus, "\n  ".join(vmm))
 
 
 def get_host(sbx, tag):
