@@ -11,10 +11,10 @@ figures), getHost to an HTTP server in the sandbox (through the proxy and the
 agent's port bridge by Host name; 502 for a port with nothing listening), access tokens (secure by default; no or a wrong X-Access-Token
 gets 401 from the agent), pause (proxy 502, listed paused) then connect (the
 file still there, commands work), kill (isRunning false, the proxy answers
-502), a wrong key (auth error), an unknown template (not found). Expiry after a
-3 s setTimeout and 20 concurrent creates that each run a command run on the
-LAN path of test_sdk_https (see many_sandbox_steps below), here only with
-CUBE_SDK_FULL=1. Then the console: `sandbox list` shows a sandbox made over HTTP,
+502), a wrong key (auth error), an unknown template (not found). The
+many-sandbox steps (expiry after a 3 s setTimeout; 20 concurrent creates, each
+running a command) run on the LAN path of test_sdk_https, and here only with
+CUBE_SDK_FULL=1 (see FULL below). Then the console: `sandbox list` shows a sandbox made over HTTP,
 `template list` shows base ready, and the appliance powers off cleanly.
 
 The SDKs come from `make sdk` / agent/tests/sdk-deps.sh (venvs under

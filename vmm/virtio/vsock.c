@@ -964,8 +964,10 @@ static void vsock_destroy(struct virtio_dev *vd)
 	struct vsock *vs = (struct vsock *)vd;
 	vs->vd.paused = true; /* no kicks from the teardown */
 	drop_all(vs);
-	if (vs_loop(vs))
+	if (vs_loop(vs)) {
 		loop_io_del(vs_loop(vs), &vs->listen_io);
+		loop_timer_disarm(vs_loop(vs), &vs->hold_timer);
+	}
 	if (vs->listen_fd >= 0) {
 		close(vs->listen_fd);
 		unlink(vs->uds_path);
