@@ -148,6 +148,14 @@ static void run_resume(struct sandbox_job *j, const struct vm_spec *spec)
 {
 	registry_mkdir_p(j->run_dir); /* /run is a tmpfs: gone after a reboot */
 	pid_t pid = j->api->ops.resume(spec, j->err, sizeof j->err);
+	if (pid <= 0) {
+		/* As for a start: a failed restore leaves the paused snapshot as it
+		 * was (only a success removes it), so one more try risks nothing. */
+		log_warn("sandbox.resume", "sandbox=%s resume failed, trying once more: %s", j->rec.id, j->err);
+		registry_mkdir_p(j->run_dir);
+		j->err[0] = '\0';
+		pid = j->api->ops.resume(spec, j->err, sizeof j->err);
+	}
 	j->rc = pid > 0 ? 0 : -1;
 	if (pid <= 0)
 		return;

@@ -136,6 +136,9 @@ static int fake_pause(pid_t pid, const struct vm_spec *spec, char *err, size_t e
 	return 0;
 }
 
+/* Set > 0: that many resumes fail the way a guest crash does (the snapshot stays). */
+static int fake_resume_failures;
+
 static pid_t fake_resume(const struct vm_spec *spec, char *err, size_t errsz)
 {
 	char path[4200];
@@ -143,6 +146,11 @@ static pid_t fake_resume(const struct vm_spec *spec, char *err, size_t errsz)
 	snprintf(path, sizeof path, "%s/paused", spec->sandbox_dir);
 	if (stat(path, &st) < 0) {
 		snprintf(err, errsz, "fake backend: no snapshot in %s", path);
+		return -1;
+	}
+	if (__atomic_load_n(&fake_resume_failures, __ATOMIC_SEQ_CST) > 0) {
+		__atomic_sub_fetch(&fake_resume_failures, 1, __ATOMIC_SEQ_CST);
+		snprintf(err, errsz, "cube-vmm ended before the agent answered: exit code 3: guest triple fault");
 		return -1;
 	}
 	__atomic_add_fetch(&fake_resumes, 1, __ATOMIC_SEQ_CST);

@@ -604,7 +604,22 @@ TEST(timeout_pause_connect_resume)
 	CHECK_EQ_INT(status_of(&in, "POST", path, "{}"), 409);
 	snprintf(path, sizeof path, "/sandboxes/%s/pause", id);
 	CHECK_EQ_INT(status_of(&in, "POST", path, NULL), 204);
+	/* A resume whose guest crashes is tried once more from the same snapshot. */
+	fake_resume_failures = 1;
 	snprintf(path, sizeof path, "/sandboxes/%s/resume", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"timeout\":30}"), 201);
+	CHECK_EQ_INT(fake_resume_failures, 0);
+	CHECK_STREQ(state_of(&in, id, st, sizeof st), "running");
+	/* Twice in a row: a clear 500, and the sandbox stays paused, its snapshot kept. */
+	snprintf(path, sizeof path, "/sandboxes/%s/pause", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, NULL), 204);
+	fake_resume_failures = 2;
+	snprintf(path, sizeof path, "/sandboxes/%s/resume", id);
+	CHECK_EQ_INT(call(&in, "POST", path, "{\"timeout\":30}", &r), 500);
+	CHECK(error_shape(&r, 500));
+	CHECK(strstr(r.body, "triple fault") != NULL);
+	reply_free(&r);
+	CHECK_STREQ(state_of(&in, id, st, sizeof st), "paused");
 	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"timeout\":30}"), 201);
 	CHECK_STREQ(state_of(&in, id, st, sizeof st), "running");
 	snprintf(path, sizeof path, "/sandboxes/%s/connect", id);
