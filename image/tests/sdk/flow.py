@@ -90,31 +90,35 @@ def sandbox_state(sbx):
 GUEST_STALL = "rcu_sched detected stalls"
 
 
+def log_lines(sandbox_id, query, n):
+    """(status, last n lines) of GET /sandboxes/{id}/logs<query>; never raises:
+    it only serves failure messages."""
+    try:
+        status, text = http(os.environ["E2B_API_URL"] + "/sandboxes/%s/logs%s" % (sandbox_id, query),
+                            {"X-API-Key": os.environ["E2B_API_KEY"]})
+    except OSError as e:
+        return 0, ["(%s)" % e]
+    try:
+        return status, [entry["line"] for entry in json.loads(text)["logs"]][-n:]
+    except (ValueError, KeyError, TypeError):
+        return status, [text[-2000:]]
+
+
 def console_tail(sandbox_id, wait_for_stall=0):
-    """The last lines of a sandbox's console (GET /sandboxes/{id}/logs), for
-    a failure message. wait_for_stall: seconds to keep reading while the
+    """The last lines of a sandbox's console and of its VMM log, for a
+    failure message. wait_for_stall: seconds to keep reading while the
     console shows no vCPU stall report (the guest prints one ~21 s into a
     stall); a line "guest_stall <id>" goes to stdout when it does."""
     deadline = time.monotonic() + wait_for_stall
     while True:
-        status, text = http(os.environ["E2B_API_URL"] + "/sandboxes/%s/logs" % sandbox_id,
-                            {"X-API-Key": os.environ["E2B_API_KEY"]})
-        try:
-            lines = [entry["line"] for entry in json.loads(text)["logs"]][-40:]
-        except (ValueError, KeyError, TypeError):
-            lines = [text[-2000:]]
+        status, lines = log_lines(sandbox_id, "", 40)
         stalled = any(GUEST_STALL in line for line in lines)
         if stalled or time.monotonic() >= deadline:
             break
         time.sleep(3)
     if stalled:
         print("guest_stall %s" % sandbox_id, flush=True)
-    vstatus, vtext = http(os.environ["E2B_API_URL"] + "/sandboxes/%s/logs?source=vmm" % sandbox_id,
-                          {"X-API-Key": os.environ["E2B_API_KEY"]})
-    try:
-        vmm = [entry["line"] for entry in json.loads(vtext)["logs"]][-20:]
-    except (ValueError, KeyError, TypeError):
-        vmm = [vtext[-1000:]]
+    vstatus, vmm = log_lines(sandbox_id, "?source=vmm", 20)
     return "console of %s (logs %d):\n  %s\nits VMM log (logs?source=vmm %d):\n  %s" % (
         sandbox_id, status, "\n  ".join(lines), vstatus, "\n  ".join(vmm))
 
