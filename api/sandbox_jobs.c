@@ -85,6 +85,27 @@ static void save_or_fail(struct sandbox_job *j)
 	}
 }
 
+/* Runs a restore (ops.start from the template, ops.resume from the paused
+ * snapshot). One that fails (its guest did not come up) says more about
+ * that moment on the host than about the snapshot: one more try, on a fresh
+ * VMM, before the client gets a 500. A failed restore leaves its snapshot
+ * as it was (a resume removes paused/ only on success) and has removed its
+ * run dir, so that is made again. */
+static pid_t restore_with_one_retry(struct sandbox_job *j, const struct vm_spec *spec,
+				    pid_t (*restore)(const struct vm_spec *, char *, size_t), const char *event,
+				    const char *what)
+{
+	j->err[0] = '\0';
+	pid_t pid = restore(spec, j->err, sizeof j->err);
+	if (pid > 0)
+		return pid;
+	log_warn(event, "sandbox=%s %s failed, trying once more: %s", j->rec.id, what, j->err);
+	if (registry_mkdir_p(j->sandbox_dir) < 0 || registry_mkdir_p(j->run_dir) < 0)
+		return -1;
+	j->err[0] = '\0';
+	return restore(spec, j->err, sizeof j->err);
+}
+
 /* pool_take left the pool's VMM in vmm_pid: claim it, and if that fails
  * start cold after all (the pool VMM is gone then, and so are its files). */
 static pid_t start_vmm(struct sandbox_job *j, const struct vm_spec *spec)
@@ -95,19 +116,7 @@ static pid_t start_vmm(struct sandbox_job *j, const struct vm_spec *spec)
 		j->warm = true;
 		return warm;
 	}
-	j->err[0] = '\0';
-	pid_t pid = j->api->ops.start(spec, j->err, sizeof j->err);
-	if (pid > 0)
-		return pid;
-	/* A restore of a good snapshot that fails (its guest did not come up)
-	 * says more about that moment on the host than about the snapshot:
-	 * one more try, on a fresh VMM, before the client gets a 500. A failed
-	 * start has removed its run dir, so it is made again. */
-	log_warn("sandbox.start", "sandbox=%s start failed, trying once more: %s", j->rec.id, j->err);
-	if (registry_mkdir_p(j->sandbox_dir) < 0 || registry_mkdir_p(j->run_dir) < 0)
-		return -1;
-	j->err[0] = '\0';
-	return j->api->ops.start(spec, j->err, sizeof j->err);
+	return restore_with_one_retry(j, spec, j->api->ops.start, "sandbox.start", "start");
 }
 
 static void run_start(struct sandbox_job *j, const struct vm_spec *spec)
@@ -147,15 +156,7 @@ static void run_pause(struct sandbox_job *j, const struct vm_spec *spec)
 static void run_resume(struct sandbox_job *j, const struct vm_spec *spec)
 {
 	registry_mkdir_p(j->run_dir); /* /run is a tmpfs: gone after a reboot */
-	pid_t pid = j->api->ops.resume(spec, j->err, sizeof j->err);
-	if (pid <= 0) {
-		/* As for a start: a failed restore leaves the paused snapshot as it
-		 * was (only a success removes it), so one more try risks nothing. */
-		log_warn("sandbox.resume", "sandbox=%s resume failed, trying once more: %s", j->rec.id, j->err);
-		registry_mkdir_p(j->run_dir);
-		j->err[0] = '\0';
-		pid = j->api->ops.resume(spec, j->err, sizeof j->err);
-	}
+	pid_t pid = restore_with_one_retry(j, spec, j->api->ops.resume, "sandbox.resume", "resume");
 	j->rc = pid > 0 ? 0 : -1;
 	if (pid <= 0)
 		return;

@@ -118,20 +118,28 @@ static const char *walk_chain(struct virtq *vq, uint16_t head, struct virtq_chai
 	}
 }
 
-bool virtq_has_avail(struct virtq *vq)
+/* The guest's avail->idx; false on a broken or unset queue. */
+static bool read_avail_idx(struct virtq *vq, uint16_t *idx)
 {
 	if (vq->broken || !vq->num)
 		return false;
 	uint16_t *p = ring_u16(vq, vq->avail + 2);
-	return p && __atomic_load_n(p, __ATOMIC_ACQUIRE) != vq->last_avail_idx;
+	if (!p)
+		return false;
+	*idx = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+	return true;
+}
+
+bool virtq_has_avail(struct virtq *vq)
+{
+	uint16_t idx;
+	return read_avail_idx(vq, &idx) && idx != vq->last_avail_idx;
 }
 
 uint16_t virtq_avail_idx(struct virtq *vq)
 {
-	if (vq->broken || !vq->num)
-		return 0;
-	uint16_t *p = ring_u16(vq, vq->avail + 2);
-	return p ? __atomic_load_n(p, __ATOMIC_ACQUIRE) : 0;
+	uint16_t idx;
+	return read_avail_idx(vq, &idx) ? idx : 0;
 }
 
 int virtq_pop(struct virtq *vq, struct virtq_chain *ch)
