@@ -44,7 +44,7 @@ class Fail(Exception):
     pass
 
 
-# Names of the Vms whose appliance kernel panicked, for the runner's one rerun
+# Names of the Vms whose appliance kernel panicked, for the runner's reruns
 # (see main()).
 PANICS = []
 PANIC_ATTEMPTS = 3  # runs of a test whose appliance kernel panicked under TCG

@@ -77,43 +77,42 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const GUEST_STALL = 'rcu_sched detected stalls'
 
 /**
- * The last lines of a sandbox's console (GET /sandboxes/{id}/logs), for a
- * failure message. waitForStallMs: how long to keep reading while it shows
+ * [status, last n lines] of GET /sandboxes/{id}/logs<query>; never throws:
+ * it only serves failure messages.
+ */
+async function logLines(id, query, n) {
+  try {
+    const [status, text] = await request(`${process.env.E2B_API_URL}/sandboxes/${id}/logs${query}`, {
+      headers: { 'X-API-Key': process.env.E2B_API_KEY },
+    })
+    try {
+      return [status, JSON.parse(text).logs.map((e) => e.line).slice(-n)]
+    } catch {
+      return [status, [text.slice(-2000)]]
+    }
+  } catch (e) {
+    return [0, [`(${e})`]]
+  }
+}
+
+/**
+ * The last lines of a sandbox's console and of its VMM log, for a failure
+ * message. waitForStallMs: how long to keep reading while the console shows
  * no vCPU stall report (the guest prints one ~21 s into a stall); a line
  * "guest_stall <id>" goes to stdout when it does.
  */
 async function consoleTail(id, waitForStallMs = 0) {
   const deadline = Date.now() + waitForStallMs
-  let status, lines
+  let status, lines, stalled
   for (;;) {
-    try {
-      const [st, text] = await request(`${process.env.E2B_API_URL}/sandboxes/${id}/logs`, {
-        headers: { 'X-API-Key': process.env.E2B_API_KEY },
-      })
-      status = st
-      try {
-        lines = JSON.parse(text).logs.map((e) => e.line).slice(-40)
-      } catch {
-        lines = [text.slice(-2000)]
-      }
-    } catch (e) {
-      status = 0
-      lines = [String(e)]
-    }
-    if (lines.some((l) => l.includes(GUEST_STALL)) || Date.now() >= deadline) break
+    ;[status, lines] = await logLines(id, '', 40)
+    stalled = lines.some((l) => l.includes(GUEST_STALL))
+    if (stalled || Date.now() >= deadline) break
     await sleep(3000)
   }
-  if (lines.some((l) => l.includes(GUEST_STALL))) console.log(`guest_stall ${id}`)
-  let vmm
-  try {
-    const [vst, vtext] = await request(`${process.env.E2B_API_URL}/sandboxes/${id}/logs?source=vmm`, {
-      headers: { 'X-API-Key': process.env.E2B_API_KEY },
-    })
-    vmm = `(logs?source=vmm ${vst}):\n  ` + JSON.parse(vtext).logs.map((e) => e.line).slice(-20).join('\n  ')
-  } catch (e) {
-    vmm = `: ${e}`
-  }
-  return `console of ${id} (logs ${status}):\n  ${lines.join('\n  ')}\nits VMM log ${vmm}`
+  if (stalled) console.log(`guest_stall ${id}`)
+  const [vstatus, vmm] = await logLines(id, '?source=vmm', 20)
+  return `console of ${id} (logs ${status}):\n  ${lines.join('\n  ')}\nits VMM log (logs?source=vmm ${vstatus}):\n  ${vmm.join('\n  ')}`
 }
 
 /** getMetrics(): one sample with the VMM's figures. */
