@@ -31,8 +31,9 @@ $(BUILD)/bin/cubeos: $(CUBEOS_OBJS) $(BUILD)/libcube.a
 UNIT_TESTS += $(patsubst cubeos/tests/%.c,$(BUILD)/san/cubeos/%,$(wildcard cubeos/tests/test_*.c))
 FUZZERS    += $(patsubst cubeos/fuzz/%.c,$(BUILD)/fuzz/cubeos/%,$(wildcard cubeos/fuzz/fuzz_*.c))
 
-# The PID1 test runs the real static binary in a new PID and mount namespace.
-$(BUILD)/san/cubeos/test_pid1: $(BUILD)/bin/cubeos
+# The PID1 test runs the real static binary in a new PID and mount namespace;
+# the selftest test runs its --selftest mode.
+$(BUILD)/san/cubeos/test_pid1 $(BUILD)/san/cubeos/test_selftest: $(BUILD)/bin/cubeos
 
 $(BUILD)/san/cubeos/test_%: cubeos/tests/test_%.c $(LIB_SRCS) $(CUBEOS_LIB_SRCS) $(CUBEOS_HDRS) \
                             $(wildcard lib/*.h cubeos/tests/*.h) lib/tests/test.h

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -129,10 +130,16 @@ static int run_capture(char *const argv[], char *out, size_t outsz)
 		return -1;
 	}
 	size_t len = 0;
-	for (;;) {
+	/* Polled, not a blocking read: a Ctrl-C that came just before the
+	 * helper was spawned never reached it, so the helper will not end on
+	 * its own and only the flag tells us to stop. */
+	while (!interrupted) {
+		struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
 		char chunk[1024];
 		ssize_t r = read(p[0], chunk, sizeof chunk);
-		if (r < 0 && errno == EINTR && !interrupted)
+		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
 			break;
