@@ -15,10 +15,9 @@
 #include <strings.h>
 
 #include "agent.h"
+#include "../lib/connect.h"
 
-#define ENVELOPE_COMPRESSED 0x01
-#define ENVELOPE_END_STREAM 0x02
-#define RPC_MAX_MESSAGE	    (16u << 20)
+#define RPC_MAX_MESSAGE (16u << 20)
 
 /* HTTP status for each Connect code, per the Connect protocol. */
 static int code_to_status(const char *code)
@@ -85,10 +84,7 @@ static void error_json(struct buf *b, const char *code, const char *msg)
 static void envelope(struct http_conn *c, unsigned flags, const char *json, size_t n)
 {
 	struct buf e = BUF_INIT;
-	unsigned char hdr[5] = {(unsigned char)flags, (unsigned char)(n >> 24), (unsigned char)(n >> 16),
-				(unsigned char)(n >> 8), (unsigned char)n};
-	buf_append(&e, hdr, 5);
-	buf_append(&e, json, n);
+	connect_envelope(&e, flags, json, n);
 	/* One write per message: the stream is flushed message by message. */
 	http_stream_write(c, e.data, e.len);
 	buf_free(&e);
@@ -117,7 +113,7 @@ static void stream_end_v(struct http_conn *c, const char *code, const char *fmt,
 		buf_free(&msg);
 		buf_free(&err);
 	}
-	envelope(c, ENVELOPE_END_STREAM, b.data, b.len);
+	envelope(c, CONNECT_FLAG_END_STREAM, b.data, b.len);
 	http_stream_end(c);
 	buf_free(&b);
 }
@@ -180,22 +176,22 @@ static struct json *read_message(struct http_conn *c, struct http_req *req, bool
 	const char *body = req->body;
 	size_t len = req->body_len;
 	if (streaming) {
-		if (len < 5) {
+		if (len < CONNECT_HEADER_LEN) {
 			rpc_error_conn(c, true, "invalid_argument", "request must be one enveloped message");
 			return NULL;
 		}
-		const unsigned char *h = (const unsigned char *)body;
-		size_t mlen = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
-		if (h[0] & ENVELOPE_COMPRESSED) {
+		size_t mlen = connect_header_length(body);
+		if (body[0] & CONNECT_FLAG_COMPRESSED) {
 			rpc_error_conn(c, true, "unimplemented", "compressed messages are not supported");
 			return NULL;
 		}
-		if (mlen != len - 5) {
+		if (mlen != len - CONNECT_HEADER_LEN) {
 			rpc_error_conn(c, true, "invalid_argument",
-				       "envelope length %zu does not match body length %zu", mlen, len - 5);
+				       "envelope length %zu does not match body length %zu", mlen,
+				       len - CONNECT_HEADER_LEN);
 			return NULL;
 		}
-		body += 5;
+		body += CONNECT_HEADER_LEN;
 		len = mlen;
 	}
 	if (len == 0)

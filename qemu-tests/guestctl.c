@@ -33,6 +33,7 @@
 
 #include "../lib/b64.h"
 #include "../lib/buf.h"
+#include "../lib/connect.h"
 #include "../lib/http.h"
 #include "../lib/json.h"
 
@@ -302,9 +303,9 @@ static int cmd_write(const struct opts *o)
 /* --- run: the Connect server stream of process.Process/Start -------------------- */
 
 struct stream {
-	struct buf in; /* undecoded bytes of the response body */
-	int exit_code; /* -1 until the end event arrives */
-	bool ended;    /* end-stream envelope seen */
+	struct connect_reader reader; /* the response body, split into envelopes */
+	int exit_code;		      /* -1 until the end event arrives */
+	bool ended;		      /* end-stream envelope seen */
 	char error[256];
 };
 
@@ -327,15 +328,16 @@ static void emit_output(const struct json *data)
 	}
 }
 
-static void handle_message(struct stream *s, unsigned flags, const char *msg, size_t len)
+static void handle_message(void *arg, unsigned flags, const char *msg, size_t len)
 {
+	struct stream *s = arg;
 	char err[160];
 	struct json *j = json_parse(msg, len, err, sizeof err);
 	if (!j) {
 		snprintf(s->error, sizeof s->error, "malformed stream message: %s", err);
 		return;
 	}
-	if (flags & 0x02) {
+	if (flags & CONNECT_FLAG_END_STREAM) {
 		s->ended = true;
 		const struct json *e = json_get(j, "error");
 		if (e)
@@ -354,19 +356,11 @@ static void handle_message(struct stream *s, unsigned flags, const char *msg, si
 	json_free(j);
 }
 
-/* Called with de-chunked body bytes: splits them into envelopes. */
+/* Called with de-chunked body bytes. */
 static void on_stream_data(void *arg, const char *p, size_t n)
 {
 	struct stream *s = arg;
-	buf_append(&s->in, p, n);
-	while (s->in.len >= 5) {
-		const unsigned char *h = (const unsigned char *)s->in.data;
-		size_t mlen = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
-		if (s->in.len < 5 + mlen)
-			return;
-		handle_message(s, h[0], s->in.data + 5, mlen);
-		buf_consume(&s->in, 5 + mlen);
-	}
+	connect_reader_feed(&s->reader, p, n);
 }
 
 static int cmd_run(const struct opts *o)
@@ -386,12 +380,11 @@ static int cmd_run(const struct opts *o)
 	jw_end(&w);
 	jw_end(&w);
 	jw_end(&w);
-	unsigned char hdr[5] = {0, (unsigned char)(msg.len >> 24), (unsigned char)(msg.len >> 16),
-				(unsigned char)(msg.len >> 8), (unsigned char)msg.len};
-	buf_append(&body, hdr, 5);
-	buf_append(&body, msg.data, msg.len);
+	connect_envelope(&body, 0, msg.data, msg.len);
 
 	struct stream s = {.exit_code = -1};
+	s.reader.on_message = handle_message;
+	s.reader.arg = &s;
 	struct http_response r;
 	int st = request(o, "POST", "/process.Process/Start", "application/connect+json", body.data, body.len, &r,
 			 on_stream_data, &s);
@@ -399,12 +392,15 @@ static int cmd_run(const struct opts *o)
 	if (st != 200) {
 		print_body_if_error(o, "run", st, &r.body);
 		rc = EXIT_TOOL;
+	} else if (s.reader.failed) {
+		fprintf(stderr, "guestctl: run: a stream message over %u bytes\n", CONNECT_MESSAGE_MAX);
+		rc = EXIT_TOOL;
 	} else if (s.error[0] || !s.ended || rc < 0) {
 		fprintf(stderr, "guestctl: run: %s\n", s.error[0] ? s.error : "stream ended without an exit status");
 		rc = rc < 0 ? EXIT_TOOL : rc;
 	}
 	http_response_free(&r);
-	buf_free(&s.in);
+	connect_reader_free(&s.reader);
 	buf_free(&msg);
 	buf_free(&body);
 	return rc;
