@@ -31,6 +31,9 @@ struct agent {
 	char *access_token; /* NULL: no token required */
 	char **env;	    /* sandbox env vars, "K=V", NULL-terminated */
 	char default_user[64];
+	/* A process started without a cwd starts here ("": the user's home). A
+	 * template sets it from its image's WORKDIR before its snapshot. */
+	char default_workdir[PATH_MAX];
 	bool is_pid1; /* never exit; reap orphans (also true in a pid namespace) */
 	bool guest;   /* --guest: own the machine (mounts, clock, entropy, vsock) */
 };

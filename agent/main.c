@@ -43,7 +43,7 @@ struct options {
  * Body (every field optional):
  *   {"sandboxId":"...", "envVars":{"K":"V"}, "accessToken":"...",
  *    "timestamp":"2026-11-23T11:00:00.123Z", "entropy":"<base64>",
- *    "defaultUser":"user"}
+ *    "defaultUser":"user", "defaultWorkdir":"/app"}
  * The host sends it after every boot or snapshot restore, so a clone learns
  * who it is, gets a correct clock and fresh randomness that no other clone
  * shares. Once a token is set, changing the identity needs that token. */
@@ -135,6 +135,12 @@ static const char *apply_identity(const struct json *doc)
 	struct user u;
 	if (user && user_lookup(user, &u) < 0)
 		return "defaultUser does not exist";
+	const char *workdir = json_get_str(doc, "defaultWorkdir");
+	struct stat wd;
+	if (workdir && *workdir &&
+	    (workdir[0] != '/' || strlen(workdir) >= sizeof agent.default_workdir || stat(workdir, &wd) < 0 ||
+	     !S_ISDIR(wd.st_mode)))
+		return "defaultWorkdir must be an existing directory, given by its absolute path";
 
 	const char *id = json_get_str(doc, "sandboxId");
 	if (id) {
@@ -152,6 +158,8 @@ static const char *apply_identity(const struct json *doc)
 	}
 	if (user)
 		snprintf(agent.default_user, sizeof agent.default_user, "%s", user);
+	if (workdir)
+		snprintf(agent.default_workdir, sizeof agent.default_workdir, "%s", workdir);
 	/* Only a guest agent owns the clock: CLOCK_REALTIME is not namespaced,
 	 * so a test agent (even as PID1 of a pid namespace) must not set it. */
 	if (ts && agent.guest && clock_settime(CLOCK_REALTIME, &now) < 0)

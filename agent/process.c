@@ -734,7 +734,9 @@ static bool start_validate(struct rpc_call *call, const struct json *proc, const
 static char *start_cwd(struct rpc_call *call, const struct json *proc)
 {
 	const char *req_cwd = json_get_str(proc, "cwd");
-	char *cwd = req_cwd && *req_cwd ? path_resolve(req_cwd, &call->user) : strdup(call->user.home);
+	char *cwd = req_cwd && *req_cwd	       ? path_resolve(req_cwd, &call->user)
+		    : agent.default_workdir[0] ? strdup(agent.default_workdir)
+					       : strdup(call->user.home);
 	if (!cwd) {
 		rpc_error(call, "invalid_argument", "invalid cwd '%s'", req_cwd ? req_cwd : "");
 		return NULL;

@@ -30,8 +30,8 @@ struct vm_ops {
 	pid_t (*prestart)(const struct vm_spec *spec, char *err, size_t errsz);
 	int (*claim)(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
 	int (*template_build)(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
-			      void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err,
-			      size_t errsz);
+			      struct template_start *start, void (*progress)(void *arg, int pct, const char *phase),
+			      void *arg, char *err, size_t errsz);
 };
 
 /* The admin socket in the run dir: HTTP without API keys, for root only. */

@@ -41,10 +41,11 @@ struct cli_create {
 	const char *rootfs;  /* --rootfs PATH (on the appliance) */
 	int64_t layer_mib;   /* --writable-layer-size SIZE, 0: the api's default */
 	int ports[CLI_PORTS_MAX];
-	int nports;	 /* --expose-port N (repeatable, or N,M) */
-	int probe;	 /* --probe N, 0: none */
-	int cpus;	 /* --cpu N, 0: the api's default */
-	int64_t mem_mib; /* --memory MIB (or 2G ...), 0: the api's default */
+	int nports;	       /* --expose-port N (repeatable, or N,M) */
+	int probe;	       /* --probe N, 0: none */
+	const char *start_cmd; /* --start-cmd LINE ("": start nothing), NULL: the image's ENTRYPOINT/CMD */
+	int cpus;	       /* --cpu N, 0: the api's default */
+	int64_t mem_mib;       /* --memory MIB (or 2G ...), 0: the api's default */
 	const char *env[CLI_ENV_MAX];
 	int nenv;      /* --env K=V (repeatable) */
 	bool insecure; /* --insecure-registry */

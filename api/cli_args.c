@@ -190,6 +190,10 @@ static int create_option(struct argv_walk *w, const char *arg, struct cli_create
 		if (int_option(w, arg, "--probe", 1, 65535, &n, err, errsz) < 0)
 			return -1;
 		c->probe = (int)n;
+	} else if (is_flag(arg, "--start-cmd")) {
+		if (!(v = take_value(w, arg, "--start-cmd", err, errsz)))
+			return -1;
+		c->start_cmd = v;
 	} else if (is_flag(arg, "--cpu")) {
 		if (int_option(w, arg, "--cpu", 1, CPU_MAX, &n, err, errsz) < 0)
 			return -1;
@@ -277,10 +281,11 @@ static int check_create(struct cli_args *a, char *err, size_t errsz)
 			return fail(err, errsz, "create-from-rootfs needs --rootfs /ABSOLUTE/PATH (on the appliance)");
 		if (!c->name)
 			return fail(err, errsz, "create-from-rootfs needs --name NAME");
-		if (c->image || c->archive || c->layer_mib || c->nports || c->probe || c->nenv || c->insecure)
+		if (c->image || c->archive || c->layer_mib || c->nports || c->probe || c->start_cmd || c->nenv ||
+		    c->insecure)
 			return fail(err, errsz,
-				    "--image, --archive, --writable-layer-size, --expose-port, --probe, --env and "
-				    "--insecure-registry belong to create-from-image");
+				    "--image, --archive, --writable-layer-size, --expose-port, --probe, --start-cmd, "
+				    "--env and --insecure-registry belong to create-from-image");
 	}
 	if (c->mem_mib && c->mem_mib < 128)
 		return fail(err, errsz, "--memory: at least 128 MiB");
@@ -343,7 +348,7 @@ int cli_parse(int argc, char **argv, struct cli_args *a, char *err, size_t errsz
 	bool creating = a->cmd == CLI_TPL_CREATE_IMAGE || a->cmd == CLI_TPL_CREATE_ROOTFS;
 	const struct cli_create *c = &a->create;
 	if (!creating && (c->image || c->archive || c->rootfs || c->name || c->layer_mib || c->nports || c->probe ||
-			  c->cpus || c->mem_mib || c->nenv || c->insecure || c->wait))
+			  c->start_cmd || c->cpus || c->mem_mib || c->nenv || c->insecure || c->wait))
 		return fail(err, errsz, "%s %s takes no template options", group, commands[k].name);
 	return creating ? check_create(a, err, errsz) : 0;
 }
@@ -363,10 +368,13 @@ void cli_usage(const char *prog, const char *topic, struct buf *out)
 			   "                                    ready, 1 on error [--interval-ms N] [--timeout S]\n"
 			   "  tpl create-from-image --image REF|--archive FILE [--name NAME]\n"
 			   "        [--writable-layer-size SIZE] [--expose-port N]... [--probe N] [--cpu N]\n"
-			   "        [--memory MIB] [--env K=V]... [--insecure-registry] [--wait]\n"
+			   "        [--memory MIB] [--env K=V]... [--start-cmd LINE] [--insecure-registry] [--wait]\n"
 			   "                                    build a template from an OCI image: a registry\n"
 			   "                                    reference, or a docker-save / OCI layout tarball\n"
-			   "                                    (.tar, .tar.gz) uploaded from this machine\n"
+			   "                                    (.tar, .tar.gz) uploaded from this machine. The\n"
+			   "                                    image's ENTRYPOINT/CMD (or --start-cmd; \"\" for\n"
+			   "                                    none) runs before the snapshot, and --probe waits\n"
+			   "                                    until that guest port accepts connections\n"
 			   "  tpl create-from-rootfs --rootfs PATH --name NAME [--cpu N] [--memory MIB] [--wait]\n"
 			   "                                    build a template from an ext4 image on the appliance\n"
 			   "  SIZE and MIB: a number of MiB, or with M, G or T (512M, 2G)\n\n");

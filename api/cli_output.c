@@ -214,6 +214,8 @@ void cli_upload_target(const struct cli_args *a, struct buf *out)
 		put_int_param(out, &sep, "writableLayerSizeMB", c->layer_mib);
 	if (c->probe)
 		put_int_param(out, &sep, "probePort", c->probe);
+	if (c->start_cmd)
+		put_param(out, &sep, "startCmd", c->start_cmd);
 	if (c->nports) {
 		char ports[CLI_PORTS_MAX * 6 + 1] = "";
 		for (int i = 0; i < c->nports; i++)
@@ -253,6 +255,8 @@ void cli_create_body(const struct cli_args *a, struct buf *out)
 	}
 	if (c->probe)
 		jw_kint(&w, "probePort", c->probe);
+	if (c->start_cmd)
+		jw_kstr(&w, "startCmd", c->start_cmd);
 	if (c->nenv) {
 		jw_key(&w, "envVars");
 		jw_obj(&w);

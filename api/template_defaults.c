@@ -105,7 +105,7 @@ static void build_run(struct job *job)
 		write_json(b, t, "building", 0, NULL);
 		b->err[0] = '\0';
 		b->rc = a->ops.template_build(b->dir, a->cfg.base_kernel, t->rootfs, a->cfg.base_cpus,
-					      a->cfg.base_mem_mib, on_progress, b, b->err, sizeof b->err);
+					      a->cfg.base_mem_mib, NULL, on_progress, b, b->err, sizeof b->err);
 		if (b->rc < 0 && !b->err[0])
 			snprintf(b->err, sizeof b->err, "the build failed");
 		if (b->rc == 0)

@@ -7,8 +7,10 @@
  * scaled into the producer's share (TBUILD_PCT_PRODUCE..TBUILD_PCT_BOOT):
  * pulling the most (the network), unpacking and mke2fs less. Its detail
  * lines go to build.log. The image config (image.json: Env, WorkingDir,
- * ExposedPorts) and the build's options become template.json members, so
- * every sandbox of the template gets the image's environment. */
+ * ExposedPorts, Entrypoint, Cmd) and the build's options become
+ * template.json members: every sandbox of the template gets the image's
+ * environment and working directory, and the build starts the image's
+ * command (or the build's startCmd) before its snapshot. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +100,42 @@ static void merge_env(struct json *image, const struct json *opts, struct jw *w)
 	kvs_free(&env);
 }
 
+/* "start": the argv a build starts before its snapshot. The build's
+ * startCmd (a shell line; "" for nothing) wins over the image's
+ * ENTRYPOINT + CMD, as `docker run` would join them. */
+static void record_start(const struct json *image, const struct json *opts, struct jw *w)
+{
+	const struct json *given = opts ? json_get(opts, "startCmd") : NULL;
+	if (given && given->type == JSON_STRING) {
+		if (!*given->str)
+			return;
+		jw_key(w, "start");
+		jw_arr(w);
+		jw_str(w, "/bin/sh");
+		jw_str(w, "-c");
+		jw_str(w, given->str);
+		jw_end(w);
+		return;
+	}
+	const struct json *parts[] = {image ? json_get(image, "entrypoint") : NULL,
+				      image ? json_get(image, "cmd") : NULL};
+	bool any = false;
+	for (size_t i = 0; i < 2; i++)
+		for (const struct json *e = parts[i] && parts[i]->type == JSON_ARRAY ? parts[i]->child : NULL; e;
+		     e = e->next) {
+			if (e->type != JSON_STRING)
+				continue;
+			if (!any) {
+				jw_key(w, "start");
+				jw_arr(w);
+				any = true;
+			}
+			jw_str(w, e->str);
+		}
+	if (any)
+		jw_end(w);
+}
+
 /* template.json's import members, from image.json and the build options. */
 static void record_image(struct tbuild *b, const char *image_json, const struct json *opts, const char *what)
 {
@@ -122,6 +160,7 @@ static void record_image(struct tbuild *b, const char *image_json, const struct 
 	int64_t probe = opts ? json_get_int(opts, "probePort", 0) : 0;
 	if (probe > 0)
 		jw_kint(&w, "probePort", probe);
+	record_start(image, opts, &w);
 	jw_end(&w);
 	tbuild_set_template_extra(b, json_parse(out.data, out.len, NULL, 0));
 	buf_free(&out);

@@ -304,23 +304,79 @@ static void on_vm_progress(void *arg, int pct, const char *phase)
 	tbuild_phase(b, snap ? "snapshotting" : "booting", overall);
 }
 
+#define START_ARGV_MAX 256
+
+/* What template.json's import members (template_image.c) ask the build to
+ * start: "start" (argv), "workdir", "envVars", "probePort". The strings
+ * point into b->extra and env (which the caller frees). 0, or -1 with a
+ * message in err. */
+static int start_from_extra(const struct tbuild *b, struct template_start *st, const char **argv, struct buf *env,
+			    char *err, size_t errsz)
+{
+	memset(st, 0, sizeof *st);
+	const struct json *list = b->extra ? json_get(b->extra, "start") : NULL;
+	size_t n = 0;
+	for (const struct json *e = list && list->type == JSON_ARRAY ? list->child : NULL; e; e = e->next) {
+		if (n + 1 == START_ARGV_MAX) {
+			snprintf(err, errsz, "the start command has more than %d words", START_ARGV_MAX - 1);
+			return -1;
+		}
+		if (e->type == JSON_STRING)
+			argv[n++] = e->str;
+	}
+	argv[n] = NULL;
+	st->probe_port = b->extra ? (int)json_get_int(b->extra, "probePort", 0) : 0;
+	if (st->probe_port && !n) {
+		snprintf(err, errsz,
+			 "probePort %d is given but nothing starts: the image has no ENTRYPOINT or CMD and the "
+			 "build no startCmd",
+			 st->probe_port);
+		return -1;
+	}
+	st->argv = n ? argv : NULL;
+	st->cwd = b->extra ? json_get_str(b->extra, "workdir") : NULL;
+	const struct json *vars = b->extra ? json_get(b->extra, "envVars") : NULL;
+	if (vars && vars->type == JSON_OBJECT) {
+		struct jw w;
+		jw_init(&w, env);
+		jw_value(&w, vars);
+		st->envs_json = env->data;
+	}
+	return 0;
+}
+
+/* Boots the rootfs, starts what the import asks for, and snapshots. */
+static int build_boot_and_snapshot(struct tbuild *b, const char *rootfs)
+{
+	struct api *a = b->a;
+	const char *argv[START_ARGV_MAX];
+	struct template_start st;
+	struct buf env = BUF_INIT;
+	int rc = start_from_extra(b, &st, argv, &env, b->err, sizeof b->err);
+	if (rc == 0) {
+		tbuild_phase(b, "booting", TBUILD_PCT_BOOT);
+		rc = a->ops.template_build(b->dir, b->kernel, rootfs, b->cpus, b->mem_mib, &st, on_vm_progress, b,
+					   b->err, sizeof b->err);
+		if (rc < 0 && !b->err[0])
+			snprintf(b->err, sizeof b->err, "the boot or the snapshot failed");
+		if (rc == 0 && st.note[0])
+			tbuild_log(b, "info", "%s", st.note);
+	}
+	buf_free(&env);
+	return rc;
+}
+
 static void build_run(struct job *job)
 {
 	struct tbuild *b = (struct tbuild *)job;
-	struct api *a = b->a;
 	char rootfs[4200];
 	snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", b->dir);
 	b->rc = b->source->produce(b, rootfs, b->err, sizeof b->err);
 	struct stat st;
 	if (b->rc == 0 && !b->disk_mb && stat(rootfs, &st) == 0)
 		b->disk_mb = (int)((st.st_size + (1 << 20) - 1) >> 20);
-	if (b->rc == 0) {
-		tbuild_phase(b, "booting", TBUILD_PCT_BOOT);
-		b->rc = a->ops.template_build(b->dir, b->kernel, rootfs, b->cpus, b->mem_mib, on_vm_progress, b, b->err,
-					      sizeof b->err);
-		if (b->rc < 0 && !b->err[0])
-			snprintf(b->err, sizeof b->err, "the boot or the snapshot failed");
-	}
+	if (b->rc == 0)
+		b->rc = build_boot_and_snapshot(b, rootfs);
 	if (b->rc < 0) {
 		append_log(b->dir, "error", b->phase, b->err);
 		snprintf(b->phase, sizeof b->phase, "error");

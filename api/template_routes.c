@@ -100,8 +100,13 @@ static int check_image_options(const struct json *j, struct create_tpl *r, char 
 		snprintf(err, errsz, "insecureRegistry must be true or false");
 		return -1;
 	}
+	const struct json *start = json_get(j, "startCmd");
+	if (start && (start->type != JSON_STRING || strlen(start->str) != start->len)) {
+		snprintf(err, errsz, "startCmd must be a string: a shell command line, or \"\" to start nothing");
+		return -1;
+	}
 	r->has_image_options =
-	    json_get(j, "writableLayerSizeMB") || json_get(j, "probePort") || ports || env || insecure;
+	    json_get(j, "writableLayerSizeMB") || json_get(j, "probePort") || ports || env || insecure || start;
 	return 0;
 }
 
@@ -139,8 +144,8 @@ static int parse_create(const struct json *j, struct create_tpl *r, char *err, s
 	}
 	if (r->from_rootfs && r->has_image_options) {
 		snprintf(err, errsz,
-			 "writableLayerSizeMB, exposePorts, probePort, envVars and insecureRegistry apply to "
-			 "fromImage only");
+			 "writableLayerSizeMB, exposePorts, probePort, startCmd, envVars and insecureRegistry "
+			 "apply to fromImage only");
 		return 400;
 	}
 	return 0;
@@ -180,7 +185,7 @@ static void answer_created(struct http_conn *c, const char *name, const char *bu
 /* The import options of the body, as the producer reads them. */
 static void image_options(const struct json *j, struct buf *out)
 {
-	static const char *const keys[] = {"writableLayerSizeMB", "exposePorts", "probePort", "envVars",
+	static const char *const keys[] = {"writableLayerSizeMB", "exposePorts", "probePort", "startCmd", "envVars",
 					   "insecureRegistry"};
 	struct jw w;
 	jw_init(&w, out);
@@ -256,7 +261,8 @@ static void create_template(struct api *a, struct http_conn *c, struct http_req 
 /* --- POST /templates/upload ------------------------------------------------------- *
  * The body is the tarball (docker save, or an OCI layout; .tar or .tar.gz),
  * the options are query parameters: name (required), cpuCount, memoryMB,
- * writableLayerSizeMB, probePort, exposePorts=80,443, env=K=V (repeatable).
+ * writableLayerSizeMB, probePort, startCmd, exposePorts=80,443, env=K=V
+ * (repeatable).
  * The server spools a large body to an unlinked file on the data disk and
  * answers 413 past template_upload_max before anything is kept. */
 
@@ -304,8 +310,8 @@ static int query_to_json(const char *query, struct buf *out, char *err, size_t e
 		char *val = eq ? http_url_decode(eq + 1, n - (size_t)(eq + 1 - p), true) : strdup("");
 		if (!key || !val)
 			abort();
-		if (strcmp(key, "name") == 0) {
-			jw_kstr(&w, "name", val);
+		if (strcmp(key, "name") == 0 || strcmp(key, "startCmd") == 0) {
+			jw_kstr(&w, key, val);
 		} else if (strcmp(key, "cpuCount") == 0 || strcmp(key, "memoryMB") == 0 ||
 			   strcmp(key, "writableLayerSizeMB") == 0 || strcmp(key, "probePort") == 0) {
 			jw_key(&w, key);
@@ -322,7 +328,7 @@ static int query_to_json(const char *query, struct buf *out, char *err, size_t e
 			snprintf(
 			    err, errsz,
 			    "unknown parameter \"%.64s\" (name, cpuCount, memoryMB, writableLayerSizeMB, probePort, "
-			    "exposePorts, env=K=V)",
+			    "startCmd, exposePorts, env=K=V)",
 			    key);
 			rc = -1;
 		}

@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@
 
 #include "../lib/b64.h"
 #include "../lib/buf.h"
+#include "../lib/connect.h"
 #include "../lib/http.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
@@ -671,6 +673,268 @@ static int post_init(const struct vm_paths *p, const char *init_json, char *err,
 	return rc;
 }
 
+/* --- the template's start command ------------------------------------------------------ *
+ * Started through the agent's process.Process/Start as root, its stream
+ * read on a thread of its own (the output kept for an error message) while
+ * this thread probes the port through the agent's port bridge. Closing the
+ * stream detaches: the process goes on and the snapshot holds it. */
+
+#define PORTBRIDGE_PORT	 49982
+#define PROBE_DEFAULT_MS 120000
+#define PROBE_EVERY_MS	 250
+#define START_TAIL	 1024 /* bytes of output quoted in an error */
+
+struct start_run {
+	pthread_mutex_t mu;
+	int fd;
+	struct connect_reader reader;
+	long pid;	       /* the start event's, 0 before it */
+	bool ended;	       /* the end event or the end of the stream */
+	char status[96];       /* the end event's, e.g. "exit status 1" */
+	char error[256];       /* an RPC error or a broken stream */
+	char tail[START_TAIL]; /* the last output bytes, stdout and stderr mixed */
+	size_t tail_len;
+	struct buf request;
+};
+
+static void start_keep_output(struct start_run *r, const char *p, size_t n)
+{
+	if (n >= START_TAIL) {
+		p += n - START_TAIL;
+		n = START_TAIL;
+	}
+	if (r->tail_len + n > START_TAIL) {
+		size_t drop = r->tail_len + n - START_TAIL;
+		memmove(r->tail, r->tail + drop, r->tail_len - drop);
+		r->tail_len -= drop;
+	}
+	memcpy(r->tail + r->tail_len, p, n);
+	r->tail_len += n;
+}
+
+static void start_on_event(struct start_run *r, const struct json *ev)
+{
+	const struct json *start = json_get(ev, "start"), *data = json_get(ev, "data"), *end = json_get(ev, "end");
+	if (start)
+		r->pid = (long)json_get_int(start, "pid", 0);
+	for (const struct json *m = data ? data->child : NULL; m; m = m->next) {
+		if (m->type != JSON_STRING)
+			continue;
+		char *dec = malloc(b64_decoded_maxlen(m->len) + 1);
+		ssize_t n = dec ? b64_decode(m->str, m->len, dec) : -1;
+		if (n > 0)
+			start_keep_output(r, dec, (size_t)n);
+		free(dec);
+	}
+	if (end) {
+		const char *st = json_get_str(end, "status");
+		snprintf(r->status, sizeof r->status, "%s", st ? st : "exited");
+		r->ended = true;
+	}
+}
+
+static void start_on_message(void *arg, unsigned flags, const char *msg, size_t len)
+{
+	struct start_run *r = arg;
+	struct json *j = json_parse(msg, len, NULL, 0);
+	const struct json *e = json_get(j, "error");
+	if (flags & CONNECT_FLAG_END_STREAM) {
+		r->ended = true;
+		if (e)
+			snprintf(r->error, sizeof r->error, "%s", json_get_str(e, "message") ?: "error");
+	} else if (json_get(j, "event")) {
+		start_on_event(r, json_get(j, "event"));
+	}
+	json_free(j);
+}
+
+static void start_on_data(void *arg, const char *p, size_t n)
+{
+	struct start_run *r = arg;
+	pthread_mutex_lock(&r->mu);
+	connect_reader_feed(&r->reader, p, n);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* The stream's thread: the request, then output until the process ends or
+ * the build shuts the socket down. */
+static void *start_stream(void *arg)
+{
+	struct start_run *r = arg;
+	static const char *const headers[] = {"Content-Type: application/connect+json",
+					      "Authorization: Basic cm9vdDo=", /* "root:" */
+					      "Connect-Protocol-Version: 1", NULL};
+	struct http_response resp;
+	memset(&resp, 0, sizeof resp);
+	int rc = http_request(r->fd, "POST", "/process.Process/Start", headers, r->request.data, r->request.len, &resp,
+			      24 * 3600 * 1000, start_on_data, r);
+	pthread_mutex_lock(&r->mu);
+	if (rc == 0 && resp.status != 200 && !r->error[0])
+		snprintf(r->error, sizeof r->error, "the agent answered %d: %.200s", resp.status,
+			 resp.body.data ? resp.body.data : "");
+	if (r->reader.failed && !r->error[0])
+		snprintf(r->error, sizeof r->error, "a stream message over %u bytes", CONNECT_MESSAGE_MAX);
+	r->ended = true;
+	pthread_mutex_unlock(&r->mu);
+	http_response_free(&resp);
+	return NULL;
+}
+
+static void start_request(const struct template_start *st, struct buf *out)
+{
+	struct buf msg = BUF_INIT;
+	struct jw w;
+	jw_init(&w, &msg);
+	jw_obj(&w);
+	jw_key(&w, "process");
+	jw_obj(&w);
+	jw_kstr(&w, "cmd", st->argv[0]);
+	jw_key(&w, "args");
+	jw_arr(&w);
+	for (const char *const *a = st->argv + 1; *a; a++)
+		jw_str(&w, *a);
+	jw_end(&w);
+	struct json *envs = st->envs_json ? json_parse(st->envs_json, strlen(st->envs_json), NULL, 0) : NULL;
+	if (envs && envs->type == JSON_OBJECT) {
+		jw_key(&w, "envs");
+		jw_value(&w, envs);
+	}
+	json_free(envs);
+	if (st->cwd && *st->cwd)
+		jw_kstr(&w, "cwd", st->cwd);
+	jw_end(&w);
+	jw_kbool(&w, "stdin", false); /* an image's `CMD bash` ends at once rather than wait on a pipe */
+	jw_end(&w);
+	connect_envelope(out, 0, msg.data, msg.len);
+	buf_free(&msg);
+}
+
+/* True once the guest port accepts a connection (the bridge says OK). */
+static bool probe_port(const char *uds, int port)
+{
+	int fd = agent_connect(uds, PORTBRIDGE_PORT, 2000);
+	if (fd < 0)
+		return false;
+	char req[32], line[64] = "";
+	int n = snprintf(req, sizeof req, "PORT %d\n", port);
+	bool ok = send_all(fd, req, (size_t)n) == 0 && read_line(fd, line, sizeof line, mono_ms() + 5000) == 0 &&
+		  strcmp(line, "OK") == 0;
+	close(fd);
+	return ok;
+}
+
+/* The command line for messages: argv joined by spaces, cut. */
+static void describe_argv(const char *const *argv, char *out, size_t outsz)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (const char *const *a = argv; *a && len + 1 < outsz; a++)
+		len += (size_t)snprintf(out + len, outsz - len, "%s%s", a == argv ? "" : " ", *a);
+}
+
+static void quote_tail(const struct start_run *r, char *out, size_t outsz)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < r->tail_len && j + 1 < outsz; i++) {
+		char c = r->tail[i];
+		out[j++] = c == '\n' || c == '\r' || c == '\t' ? ' ' : (c >= 32 && c < 127 ? c : '?');
+	}
+	while (j > 0 && out[j - 1] == ' ')
+		j--;
+	out[j] = '\0';
+}
+
+/* Waits for the start event, then for the probe port. 0 (st->note says
+ * what happened), or -1 with err set. */
+static int start_wait(struct start_run *r, struct template_start *st, pid_t vmm, const struct vm_paths *p, char *err,
+		      size_t errsz)
+{
+	int limit = st->probe_timeout_ms > 0 ? st->probe_timeout_ms : PROBE_DEFAULT_MS;
+	uint64_t t0 = mono_ms(), deadline = t0 + (uint64_t)limit;
+	char cmd[256], out[START_TAIL + 1];
+	describe_argv(st->argv, cmd, sizeof cmd);
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		long pid = r->pid;
+		bool ended = r->ended;
+		pthread_mutex_unlock(&r->mu);
+		if (ended) {
+			pthread_mutex_lock(&r->mu);
+			quote_tail(r, out, sizeof out);
+			if (r->error[0] && !pid)
+				seterr(err, errsz, "cannot start `%s`: %s", cmd, r->error);
+			else if (st->probe_port)
+				seterr(err, errsz,
+				       "the start command `%s` ended (%s) before port %d accepted connections%s%s", cmd,
+				       r->status[0]  ? r->status
+				       : r->error[0] ? r->error
+						     : "stream closed",
+				       st->probe_port, out[0] ? "; its output: " : "", out);
+			else
+				snprintf(st->note, sizeof st->note,
+					 "the start command `%s` ended (%s) before the snapshot%s%.200s", cmd,
+					 r->status[0] ? r->status : "stream closed", out[0] ? "; its output: " : "",
+					 out);
+			pthread_mutex_unlock(&r->mu);
+			return st->probe_port || !pid ? -1 : 0;
+		}
+		if (pid && !st->probe_port) {
+			snprintf(st->note, sizeof st->note, "started `%s` (pid %ld)", cmd, pid);
+			return 0;
+		}
+		if (pid && probe_port(p->vsock, st->probe_port)) {
+			snprintf(st->note, sizeof st->note, "started `%s` (pid %ld); port %d accepted after %llu ms",
+				 cmd, pid, st->probe_port, (unsigned long long)(mono_ms() - t0));
+			return 0;
+		}
+		if (process_ended(vmm, NULL)) {
+			seterr(err, errsz, "cube-vmm ended while the start command `%s` was starting", cmd);
+			return -1;
+		}
+		if (mono_ms() >= deadline) {
+			pthread_mutex_lock(&r->mu);
+			quote_tail(r, out, sizeof out);
+			pthread_mutex_unlock(&r->mu);
+			if (pid)
+				seterr(err, errsz,
+				       "port %d did not accept connections within %d s of starting `%s`%s%s",
+				       st->probe_port, limit / 1000, cmd, out[0] ? "; its output: " : "", out);
+			else
+				seterr(err, errsz, "the start command `%s` did not start within %d s", cmd,
+				       limit / 1000);
+			return -1;
+		}
+		sleep_ms(PROBE_EVERY_MS);
+	}
+}
+
+/* Starts st->argv in the guest and waits for it (start_wait). 0 or -1. */
+static int run_start_command(struct template_start *st, pid_t vmm, const struct vm_paths *p, char *err, size_t errsz)
+{
+	struct start_run r = {.mu = PTHREAD_MUTEX_INITIALIZER, .request = BUF_INIT};
+	r.reader.on_message = start_on_message;
+	r.reader.arg = &r;
+	r.fd = agent_connect(p->vsock, AGENT_PORT, 10000);
+	if (r.fd < 0) {
+		seterr(err, errsz, "cannot reach the agent to start the start command: %s", strerror(errno));
+		return -1;
+	}
+	start_request(st, &r.request);
+	pthread_t th;
+	int rc = -1;
+	if (pthread_create(&th, NULL, start_stream, &r) != 0) {
+		seterr(err, errsz, "cannot start a thread: %s", strerror(errno));
+	} else {
+		rc = start_wait(&r, st, vmm, p, err, errsz);
+		shutdown(r.fd, SHUT_RDWR); /* detach: the process goes on */
+		pthread_join(th, NULL);
+	}
+	close(r.fd);
+	connect_reader_free(&r.reader);
+	buf_free(&r.request);
+	return rc;
+}
+
 /* --- sandboxes ---------------------------------------------------------------------- */
 
 /* Restores snap_dir into a new VMM for this sandbox and hands the agent its
@@ -1083,8 +1347,53 @@ static void build_cleanup(struct build *b)
 		remove_flat_dir(b->run_dir);
 }
 
+/* The agent's default cwd, kept in the snapshot: every sandbox of the
+ * template starts its processes there. */
+static int set_default_workdir(const struct vm_paths *p, const char *dir, char *err, size_t errsz)
+{
+	struct buf body = BUF_INIT;
+	struct jw w;
+	jw_init(&w, &body);
+	jw_obj(&w);
+	jw_kstr(&w, "defaultWorkdir", dir);
+	jw_end(&w);
+	static const char *const headers[] = {"Content-Type: application/json", NULL};
+	int status = agent_request(p->vsock, "POST", "/init", headers, body.data, body.len, CONTROL_SLOW_MS);
+	buf_free(&body);
+	if (status == 204)
+		return 0;
+	seterr(err, errsz, "the working directory %s: %s", dir,
+	       status == 400 ? "not a directory in the image"
+	       : status < 0  ? strerror(errno)
+			     : "the agent refused it");
+	return -1;
+}
+
+/* After the boot: the agent, the interpreter's warm-up, the start command,
+ * then a moment for boot-time work to die down. 0, or -1 with err set. */
+static int build_ready_guest(struct build *b, struct template_start *start, uint64_t *agent_ms, char *err, size_t errsz)
+{
+	uint64_t t0 = mono_ms();
+	if (wait_agent(b->pid, &b->p, BOOT_AGENT_MS, err, errsz) < 0)
+		return -1;
+	*agent_ms = mono_ms() - t0;
+	report(b, 50, "agent");
+	wait_interpreter(b->pid, &b->p);
+	report(b, 55, "interpreter");
+	if (start && start->cwd && *start->cwd && set_default_workdir(&b->p, start->cwd, err, errsz) < 0)
+		return -1;
+	if (start && start->argv && start->argv[0]) {
+		report(b, 56, "start");
+		if (run_start_command(start, b->pid, &b->p, err, errsz) < 0)
+			return -1;
+	}
+	sleep_ms(SETTLE_MS);
+	return 0;
+}
+
 int template_build(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
-		   void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err, size_t errsz)
+		   struct template_start *start, void (*progress)(void *arg, int pct, const char *phase), void *arg,
+		   char *err, size_t errsz)
 {
 	struct build b = {.template_dir = template_dir,
 			  .kernel = kernel,
@@ -1101,12 +1410,7 @@ int template_build(const char *template_dir, const char *kernel, const char *roo
 	report(&b, 0, "boot");
 	if (build_prepare(&b, why, sizeof why) == 0 && build_boot(&b, why, sizeof why) == 0) {
 		report(&b, 10, "boot");
-		if (wait_agent(b.pid, &b.p, BOOT_AGENT_MS, why, sizeof why) == 0) {
-			t_agent = mono_ms() - t0;
-			report(&b, 50, "agent");
-			wait_interpreter(b.pid, &b.p);
-			report(&b, 55, "interpreter");
-			sleep_ms(SETTLE_MS);
+		if (build_ready_guest(&b, start, &t_agent, why, sizeof why) == 0) {
 			report(&b, 60, "snapshot");
 			uint64_t ts = mono_ms();
 			if (build_snapshot(&b, why, sizeof why) == 0) {

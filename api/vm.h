@@ -86,13 +86,35 @@ int vm_claim(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
  * <run_dir>/control.sock) and its control socket answers a ping. */
 bool vm_alive(pid_t pid, const struct vm_spec *spec);
 
+/* What a template build starts in its guest before the snapshot (an
+ * image's ENTRYPOINT and CMD, or a start command): the snapshot holds it
+ * running, so every sandbox of the template starts with it. */
+struct template_start {
+	const char *const *argv; /* NULL-terminated; NULL or empty: start nothing */
+	/* The start command's cwd, and the default cwd of every process in the
+	 * template's sandboxes (the agent's defaultWorkdir). NULL: the user's
+	 * home. */
+	const char *cwd;
+	const char *envs_json; /* a JSON object of strings, or NULL */
+	/* 0: the snapshot follows once the process started. Else it waits until
+	 * this guest TCP port accepts connections, and the build fails if the
+	 * process ends first or probe_timeout_ms (0: 120 s) pass. */
+	int probe_port;
+	int probe_timeout_ms;
+	/* Filled on success: what happened, for the build log. */
+	char note[512];
+};
+
 /* Cold-boots kernel + rootfs (the rootfs as the read-only base, which must
- * stay where it is: every snapshot refers to it), waits for the agent, lets
+ * stay where it is: every snapshot refers to it), waits for the agent,
+ * starts start->argv (start may be NULL) and waits for its probe port, lets
  * the guest settle, and snapshots it into <template_dir>/snap (through a
  * temporary directory and a rename, replacing an older one), then stops the
  * VM. progress (may be NULL) is called with the phases "boot", "agent",
- * "snapshot" and "done" and a percentage. 0 or -1. */
+ * "start", "snapshot" and "done" and a percentage. 0 or -1; a failure of the
+ * start command gives its exit and the end of its output in err. */
 int template_build(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
-		   void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err, size_t errsz);
+		   struct template_start *start, void (*progress)(void *arg, int pct, const char *phase), void *arg,
+		   char *err, size_t errsz);
 
 #endif

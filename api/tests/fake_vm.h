@@ -174,11 +174,35 @@ static bool fake_alive(pid_t pid, const struct vm_spec *spec)
 
 /* Set > 0: that many builds fail the way a guest crash does. */
 static int fake_build_failures;
+/* What the last build was asked to start: "argv=a|b cwd=... probe=N
+ * envs={...}", or "" for nothing. */
+static char fake_last_start[2048];
+
+static void fake_record_start(const struct template_start *st)
+{
+	char *p = fake_last_start;
+	size_t left = sizeof fake_last_start;
+	p[0] = '\0';
+	if (!st || !st->argv)
+		return;
+	int n = snprintf(p, left, "argv=");
+	for (const char *const *a = st->argv; *a && n > 0 && (size_t)n < left; a++) {
+		p += n;
+		left -= (size_t)n;
+		n = snprintf(p, left, "%s%s", a == st->argv ? "" : "|", *a);
+	}
+	size_t used = strlen(fake_last_start);
+	snprintf(fake_last_start + used, sizeof fake_last_start - used, " cwd=%s probe=%d envs=%s",
+		 st->cwd ? st->cwd : "-", st->probe_port, st->envs_json ? st->envs_json : "-");
+}
 
 static int fake_template_build(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
-			       void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err,
-			       size_t errsz)
+			       struct template_start *start, void (*progress)(void *arg, int pct, const char *phase),
+			       void *arg, char *err, size_t errsz)
 {
+	fake_record_start(start);
+	if (start && start->argv)
+		snprintf(start->note, sizeof start->note, "started `%s` (pid 42)", start->argv[0]);
 	progress(arg, 10, "boot");
 	if (__atomic_load_n(&fake_build_failures, __ATOMIC_SEQ_CST) > 0) {
 		__atomic_sub_fetch(&fake_build_failures, 1, __ATOMIC_SEQ_CST);

@@ -27,7 +27,7 @@ TEST(create_from_image_takes_every_cubemastercli_flag)
 	CHECK_EQ_INT(parse(&a, err, "tpl", "create-from-image", "--image", "docker.io/library/python:3.12-slim",
 			   "--writable-layer-size", "2G", "--expose-port", "8080", "--expose-port=9000,9001", "--probe",
 			   "8080", "--cpu", "4", "--memory", "2048", "--env", "A=1", "--env", "B=x=y", "--api",
-			   "http://10.0.0.5:3000", NULL),
+			   "http://10.0.0.5:3000", "--start-cmd", "python3 -m http.server 8080", NULL),
 		     0);
 	CHECK_EQ_INT(a.cmd, CLI_TPL_CREATE_IMAGE);
 	CHECK_STREQ(a.create.image, "docker.io/library/python:3.12-slim");
@@ -51,6 +51,7 @@ TEST(create_from_image_takes_every_cubemastercli_flag)
 	CHECK_EQ_INT(json_get_int(j, "probePort", 0), 8080);
 	CHECK_EQ_INT(json_get(j, "exposePorts")->count, 3);
 	CHECK_STREQ(json_get_str(json_get(j, "envVars"), "B"), "x=y");
+	CHECK_STREQ(json_get_str(j, "startCmd"), "python3 -m http.server 8080");
 	json_free(j);
 	buf_free(&b);
 }
@@ -61,7 +62,7 @@ TEST(create_from_an_archive_uploads_with_the_options_in_the_query)
 	char err[256] = "";
 	CHECK_EQ_INT(parse(&a, err, "tpl", "create-from-image", "--archive", "/home/me/My App_1.2.tar.gz", "--cpu", "2",
 			   "--memory", "1G", "--writable-layer-size", "256", "--expose-port", "80,443", "--probe", "80",
-			   "--env", "A=1 2", "--env", "B=x=y&z", NULL),
+			   "--env", "A=1 2", "--env", "B=x=y&z", "--start-cmd=", NULL),
 		     0);
 	CHECK_STREQ(a.create.archive, "/home/me/My App_1.2.tar.gz");
 	char name[160];
@@ -73,7 +74,7 @@ TEST(create_from_an_archive_uploads_with_the_options_in_the_query)
 	char want[512];
 	snprintf(want, sizeof want,
 		 "/templates/upload?name=%s&cpuCount=2&memoryMB=1024&writableLayerSizeMB=256&probePort=80&"
-		 "exposePorts=80%%2C443&env=A%%3D1%%202&env=B%%3Dx%%3Dy%%26z",
+		 "startCmd=&exposePorts=80%%2C443&env=A%%3D1%%202&env=B%%3Dx%%3Dy%%26z",
 		 name);
 	CHECK_STREQ(b.data, want);
 	buf_free(&b);

@@ -92,7 +92,8 @@ static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
 
 static int steered_build(const char *dir, const char *kern, const char *rfs, int cpus, int mem_mib,
-			 void (*progress)(void *arg, int pct, const char *phase), void *arg, char *err, size_t errsz)
+			 struct template_start *start, void (*progress)(void *arg, int pct, const char *phase),
+			 void *arg, char *err, size_t errsz)
 {
 	progress(arg, 0, "boot");
 	progress(arg, 50, "agent");
@@ -104,7 +105,7 @@ static int steered_build(const char *dir, const char *kern, const char *rfs, int
 		snprintf(err, errsz, "fake backend: the agent did not answer");
 		return -1;
 	}
-	return fake_template_build(dir, kern, rfs, cpus, mem_mib, progress, arg, err, errsz);
+	return fake_template_build(dir, kern, rfs, cpus, mem_mib, start, progress, arg, err, errsz);
 }
 
 static void set_hold(int on)
@@ -814,7 +815,8 @@ static void docker_archive(struct buf *out)
 	digest_of(layer.data, layer.len, layer_digest);
 	buf_printf(&config,
 		   "{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[\"PATH=/bin:/usr/bin\","
-		   "\"GREETING=image\",\"ONLY_IMAGE=1\"],\"WorkingDir\":\"/srv\",\"ExposedPorts\":{\"8080/tcp\":{}}},"
+		   "\"GREETING=image\",\"ONLY_IMAGE=1\"],\"WorkingDir\":\"/srv\",\"ExposedPorts\":{\"8080/tcp\":{}},"
+		   "\"Entrypoint\":[\"/bin/hello\"],\"Cmd\":[\"--serve\",\"8080\"]},"
 		   "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"%s\"]}}",
 		   layer_digest);
 	digest_of(config.data, config.len, config_digest);
@@ -920,7 +922,21 @@ TEST(an_uploaded_image_becomes_a_template_with_its_env)
 	CHECK_EQ_INT(json_get_int(t, "probePort", 0), 8080);
 	CHECK(json_get(t, "exposePorts") && json_get(t, "exposePorts")->count == 2);
 	CHECK(json_get_int(t, "diskSizeMB", 0) > 16);
+	const struct json *start = t ? json_get(t, "start") : NULL;
+	CHECK(start && start->count == 3 && strcmp(start->child->str, "/bin/hello") == 0);
 	json_free(t);
+	/* The build started ENTRYPOINT + CMD in WORKDIR with the env, and
+	 * waited for the probe port; its log says so. */
+	if (!CHECK(strstr(fake_last_start, "argv=/bin/hello|--serve|8080 cwd=/srv probe=8080 envs={") ==
+		   fake_last_start))
+		fprintf(stderr, "  start: %s\n", fake_last_start);
+	CHECK(strstr(fake_last_start, "\"GREETING\":\"build\"") != NULL);
+	char logs[160];
+	snprintf(logs, sizeof logs, "/templates/demo/builds/%s/logs", bid);
+	CHECK_EQ_INT(call(&in, "GET", logs, NULL, &r), 200);
+	if (!CHECK(strstr(r.body, "started `/bin/hello` (pid 42)") != NULL))
+		fprintf(stderr, "  log: %.600s\n", r.body);
+	reply_free(&r);
 
 	/* A sandbox of it starts with that env, its create's own winning. */
 	CHECK_EQ_INT(call(&in, "POST", "/sandboxes",
@@ -941,6 +957,55 @@ TEST(an_uploaded_image_becomes_a_template_with_its_env)
 	snprintf(path, sizeof path, "/sandboxes/%s", sid);
 	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
 	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/demo", NULL), 204);
+	buf_free(&tar);
+	inst_stop(&in);
+}
+
+/* What a build starts: startCmd over the image's command, "" for nothing;
+ * a probe port with nothing to start fails before any boot. */
+TEST(the_start_command_comes_from_the_image_or_the_build)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in)))
+		return;
+	tbuild_agent_path = kernel;
+	struct buf tar = BUF_INIT;
+	docker_archive(&tar);
+	struct reply r;
+	char bid[64];
+	CHECK_EQ_INT(upload(&in, "?name=own&startCmd=exec%20%2Fbin%2Fhello%20--own", tar.data, tar.len, &r), 202);
+	snprintf(bid, sizeof bid, "%s", json_get_str(r.j, "buildID") ? json_get_str(r.j, "buildID") : "");
+	reply_free(&r);
+	CHECK_STREQ(wait_build(&in, "own", bid, &r), "ready");
+	reply_free(&r);
+	CHECK(strstr(fake_last_start, "argv=/bin/sh|-c|exec /bin/hello --own cwd=/srv probe=0 ") == fake_last_start);
+
+	CHECK_EQ_INT(upload(&in, "?name=none&startCmd=", tar.data, tar.len, &r), 202);
+	snprintf(bid, sizeof bid, "%s", json_get_str(r.j, "buildID") ? json_get_str(r.j, "buildID") : "");
+	reply_free(&r);
+	CHECK_STREQ(wait_build(&in, "none", bid, &r), "ready");
+	reply_free(&r);
+	CHECK_STREQ(fake_last_start, ""); /* nothing to start */
+
+	int builds = fake_builds;
+	CHECK_EQ_INT(upload(&in, "?name=noprobe&startCmd=&probePort=8080", tar.data, tar.len, &r), 202);
+	snprintf(bid, sizeof bid, "%s", json_get_str(r.j, "buildID") ? json_get_str(r.j, "buildID") : "");
+	reply_free(&r);
+	CHECK_STREQ(wait_build(&in, "noprobe", bid, &r), "error");
+	const struct json *reason = json_get(r.j, "reason");
+	const char *msg = reason ? json_get_str(reason, "message") : "";
+	if (!CHECK(msg && strstr(msg, "probePort 8080 is given but nothing starts")))
+		fprintf(stderr, "  reason: %s\n", msg);
+	reply_free(&r);
+	CHECK_EQ_INT(fake_builds, builds); /* no guest was booted for it */
+
+	CHECK_EQ_INT(call(&in, "POST", "/templates", "{\"name\":\"x\",\"fromImage\":\"a/b:1\",\"startCmd\":7}", &r),
+		     400);
+	CHECK(strstr(r.body, "startCmd must be a string") != NULL);
+	reply_free(&r);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/own", NULL), 204);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/none", NULL), 204);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/noprobe", NULL), 204);
 	buf_free(&tar);
 	inst_stop(&in);
 }

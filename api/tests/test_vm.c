@@ -33,6 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../lib/connect.h"
 #include "../../lib/loop.h"
 #include "../../lib/tests/test.h"
 #include "../vm.h"
@@ -91,6 +92,67 @@ static void fake_write_file(const char *dir, const char *name, const char *data)
 	}
 }
 
+/* The run directory (where the control socket is): the stand-in's files. */
+static void fake_run_dir(const struct fake *f, char *out, size_t outsz)
+{
+	snprintf(out, outsz, "%.*s", (int)(strrchr(f->control, '/') - f->control), f->control);
+}
+
+static void fake_envelope(int fd, unsigned flags, const char *json)
+{
+	size_t n = strlen(json);
+	dprintf(fd, "%zx\r\n%c%c%c%c%c%s\r\n", n + 5, (char)flags, (char)(n >> 24), (char)(n >> 16), (char)(n >> 8),
+		(char)n, json);
+}
+
+/* process.Process/Start, in a child so the stream stays open while other
+ * connections come: the request is kept in fake-start.json (or
+ * $FAKE_START_LOG); FAKE_START says
+ * what the process does. "serve": it starts listening (fake-listening
+ * appears, which the port bridge checks) 300 ms later and runs until the
+ * client goes; "exit": it prints and exits 1; "mute": it runs and never
+ * listens. */
+static void fake_start_stream(struct fake *f, int fd, const char *msg)
+{
+	char dir[512];
+	fake_run_dir(f, dir, sizeof dir);
+	/* FAKE_START_LOG: a build's run dir is gone when the test looks. */
+	fake_write_file(getenv("FAKE_START_LOG") ? "/" : dir,
+			getenv("FAKE_START_LOG") ? getenv("FAKE_START_LOG") : "fake-start.json", msg);
+	if (fork() != 0)
+		return;
+	const char *how = getenv("FAKE_START") ? getenv("FAKE_START") : "serve";
+	dprintf(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/connect+json\r\nTransfer-Encoding: chunked\r\n\r\n");
+	fake_envelope(fd, 0, "{\"event\":{\"start\":{\"pid\":77}}}");
+	if (!strcmp(how, "exit")) {
+		fake_envelope(fd, 0,
+			      "{\"event\":{\"data\":{\"stderr\":\"Ym9vbTogbm8gY29uZmlnCg==\"}}}"); /* boom: no config */
+		fake_envelope(fd, 0,
+			      "{\"event\":{\"end\":{\"exitCode\":1,\"exited\":true,\"status\":\"exit status 1\"}}}");
+		fake_envelope(fd, CONNECT_FLAG_END_STREAM, "{}");
+		dprintf(fd, "0\r\n\r\n");
+		_exit(0);
+	}
+	if (!strcmp(how, "serve")) {
+		usleep(300 * 1000);
+		fake_write_file(dir, "fake-listening", "");
+	}
+	char b;
+	while (read(fd, &b, 1) > 0) /* until the client detaches */
+		;
+	_exit(0);
+}
+
+/* The port bridge: "PORT n" answered OK once the started process listens. */
+static void fake_bridge(struct fake *f, int fd)
+{
+	char line[64], path[600];
+	fake_run_dir(f, path, sizeof path);
+	strncat(path, "/fake-listening", sizeof path - strlen(path) - 1);
+	if (fake_read_line(fd, line, sizeof line) == 0 && !strncmp(line, "PORT ", 5))
+		dprintf(fd, access(path, F_OK) == 0 ? "OK\n" : "ERR refused\n");
+}
+
 /* One HTTP request on an agent stream; /init bodies are logged. */
 static void fake_http(struct fake *f, int fd)
 {
@@ -111,6 +173,10 @@ static void fake_http(struct fake *f, int fd)
 		got += (size_t)r;
 	}
 	body[got] = '\0';
+	if (!strncmp(head, "POST /process.Process/Start ", 28)) {
+		fake_start_stream(f, fd, got > 5 ? body + 5 : "");
+		return;
+	}
 	const char *tok = strcasestr(head, "\r\nX-Access-Token: ");
 	char sent[128] = "";
 	if (tok)
@@ -168,6 +234,9 @@ static void fake_agent(struct fake *f, int fd)
 			return;
 		}
 		fake_http(f, fd);
+	} else if (!strcmp(line, "CONNECT 49982")) {
+		dprintf(fd, "OK 1025\n");
+		fake_bridge(f, fd);
 	}
 }
 
@@ -198,6 +267,7 @@ static void fake_vmm(int argc, char **argv)
 {
 	struct fake f = {0};
 	signal(SIGPIPE, SIG_IGN); /* a client that went away must not end the stand-in */
+	signal(SIGCHLD, SIG_IGN); /* its stream children reap themselves */
 	if (!strcmp(getenv("TEST_VM_FAKE"), "die")) {
 		fputs("{\"level\":\"error\",\"msg\":\"bad snapshot: checksum mismatch\"}\n", stderr);
 		_exit(5);
@@ -217,6 +287,8 @@ static void fake_vmm(int argc, char **argv)
 		_exit(1);
 	snprintf(f.init_log, sizeof f.init_log, "%.*s/fake-init.log", (int)(strrchr(f.control, '/') - f.control),
 		 f.control);
+	if (getenv("FAKE_INIT_LOG"))
+		snprintf(f.init_log, sizeof f.init_log, "%s", getenv("FAKE_INIT_LOG"));
 	if (f.snapshot) { /* a restored guest keeps the token it had */
 		char st[512];
 		snprintf(st, sizeof st, "%s/state", f.snapshot);
@@ -350,7 +422,7 @@ static void make_template(void)
 	unlink(vmm);
 	if (!CHECK(symlink(self_exe, vmm) == 0))
 		return;
-	int rc = template_build(dir, kernel, rootfs, 1, 128, NULL, NULL, err, sizeof err);
+	int rc = template_build(dir, kernel, rootfs, 1, 128, NULL, NULL, NULL, err, sizeof err);
 	unlink(vmm);
 	if (!CHECK(rc == 0))
 		fprintf(stderr, "  template_build: %s\n", err);
@@ -371,6 +443,68 @@ static void on_progress(void *arg, int pct, const char *phase)
 	l->last_pct = pct;
 }
 
+/* The start command: started through the agent with its cwd and env, the
+ * snapshot taken once its probe port accepts; one that ends first, or
+ * whose port never opens, fails the build with its output. */
+TEST(template_build_starts_the_start_command_and_waits_for_its_port)
+{
+	setup();
+	char dir[300], kernel[300], rootfs[300], err[1024], vmm[600], start_log[400], init_log[400];
+	snprintf(dir, sizeof dir, "%s/tpl", base);
+	snprintf(kernel, sizeof kernel, "%s/vmlinux", base);
+	snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", base);
+	snprintf(start_log, sizeof start_log, "%s/start.json", base);
+	snprintf(init_log, sizeof init_log, "%s/init.log", base);
+	close(open(kernel, O_WRONLY | O_CREAT, 0644));
+	close(open(rootfs, O_WRONLY | O_CREAT, 0644));
+	snprintf(vmm, sizeof vmm, "%.*s/cube-vmm", (int)(strrchr(self_exe, '/') - self_exe), self_exe);
+	unlink(vmm);
+	CHECK(symlink(self_exe, vmm) == 0);
+	setenv("FAKE_START_LOG", start_log, 1);
+	setenv("FAKE_INIT_LOG", init_log, 1);
+
+	const char *argv[] = {"/srv/app", "--port", "8080", NULL};
+	struct template_start st = {
+	    .argv = argv, .cwd = "/srv", .envs_json = "{\"MODE\":\"prod\"}", .probe_port = 8080};
+	struct progress_log log = {.last_pct = -1};
+	setenv("FAKE_START", "serve", 1);
+	int rc = template_build(dir, kernel, rootfs, 1, 128, &st, on_progress, &log, err, sizeof err);
+	if (!CHECK_EQ_INT(rc, 0))
+		fprintf(stderr, "  %s\n", err);
+	CHECK(strstr(log.phases, "interpreter:55 start:56 snapshot:60") != NULL);
+	if (!CHECK(strstr(st.note, "started `/srv/app --port 8080` (pid 77); port 8080 accepted after ") == st.note))
+		fprintf(stderr, "  note: %s\n", st.note);
+	CHECK(file_has(base, "start.json",
+		       "{\"process\":{\"cmd\":\"/srv/app\",\"args\":[\"--port\",\"8080\"],\"envs\":{\"MODE\":\"prod\"},"
+		       "\"cwd\":\"/srv\"},\"stdin\":false}"));
+	CHECK(file_has(base, "init.log", "{\"defaultWorkdir\":\"/srv\"}"));
+	CHECK(exists(dir, "snap/state"));
+
+	/* The process exits before its port opens: its status and output. */
+	setenv("FAKE_START", "exit", 1);
+	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, &st, NULL, NULL, err, sizeof err), -1);
+	if (!CHECK(strstr(err, "the start command `/srv/app --port 8080` ended (exit status 1) before port 8080 "
+			       "accepted connections; its output: boom: no config")))
+		fprintf(stderr, "  %s\n", err);
+	/* Without a probe its end is only noted: the image's `CMD sh` ends so. */
+	st.probe_port = 0;
+	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, &st, NULL, NULL, err, sizeof err), 0);
+	CHECK(strstr(st.note, "ended (exit status 1) before the snapshot; its output: boom: no config") != NULL);
+
+	/* It runs, but nothing ever listens: the probe gives up. */
+	setenv("FAKE_START", "mute", 1);
+	st.probe_port = 8080;
+	st.probe_timeout_ms = 1500;
+	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, &st, NULL, NULL, err, sizeof err), -1);
+	if (!CHECK(strstr(err, "port 8080 did not accept connections within 1 s of starting `/srv/app --port 8080`")))
+		fprintf(stderr, "  %s\n", err);
+	unsetenv("FAKE_START");
+	unsetenv("FAKE_START_LOG");
+	unsetenv("FAKE_INIT_LOG");
+	unlink(vmm);
+	teardown();
+}
+
 TEST(template_build_snapshots_through_a_temp_dir)
 {
 	setup();
@@ -387,7 +521,7 @@ TEST(template_build_snapshots_through_a_temp_dir)
 	char ready_log[400], polls[64] = "";
 	snprintf(ready_log, sizeof ready_log, "%s/ready.log", base);
 	setenv("FAKE_READY_LOG", ready_log, 1);
-	int rc = template_build(dir, kernel, rootfs, 1, 128, on_progress, &log, err, sizeof err);
+	int rc = template_build(dir, kernel, rootfs, 1, 128, NULL, on_progress, &log, err, sizeof err);
 	unsetenv("FAKE_READY_LOG");
 	if (!CHECK_EQ_INT(rc, 0))
 		fprintf(stderr, "  %s\n", err);
@@ -402,15 +536,16 @@ TEST(template_build_snapshots_through_a_temp_dir)
 	}
 	CHECK_STREQ(polls, "503\n503\n200\n");
 	/* A rebuild replaces snap/ and leaves no temporary directory. */
-	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, NULL, NULL, err, sizeof err), 0);
+	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, NULL, NULL, NULL, err, sizeof err), 0);
 	char ls[400];
 	snprintf(ls, sizeof ls, "test \"$(ls %s)\" = snap", dir);
 	CHECK(system(ls) == 0);
 	unlink(vmm);
 	/* Bad arguments are refused before anything runs. */
-	CHECK_EQ_INT(template_build(dir, "/nonexistent/vmlinux", rootfs, 1, 128, NULL, NULL, err, sizeof err), -1);
+	CHECK_EQ_INT(template_build(dir, "/nonexistent/vmlinux", rootfs, 1, 128, NULL, NULL, NULL, err, sizeof err),
+		     -1);
 	CHECK(strstr(err, "/nonexistent/vmlinux") != NULL);
-	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 0, 128, NULL, NULL, err, sizeof err), -1);
+	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 0, 128, NULL, NULL, NULL, err, sizeof err), -1);
 	teardown();
 }
 
@@ -798,7 +933,7 @@ TEST(real_guest_lifecycle)
 	free(real);
 	char dir[300];
 	snprintf(dir, sizeof dir, "%s/tpl", base);
-	int rc = template_build(dir, kernel, rootfs, 1, 256, NULL, NULL, err, sizeof err);
+	int rc = template_build(dir, kernel, rootfs, 1, 256, NULL, NULL, NULL, err, sizeof err);
 	unlink(link);
 	if (!CHECK_EQ_INT(rc, 0)) {
 		fprintf(stderr, "  template_build: %s\n", err);

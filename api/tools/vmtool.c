@@ -58,7 +58,8 @@ static int cmd_template(int argc, char **argv)
 		return usage();
 	char err[1024];
 	uint64_t t0 = mono_ms();
-	if (template_build(argv[2], argv[3], argv[4], (int)cpus, (int)mem, on_progress, &t0, err, sizeof err) < 0) {
+	if (template_build(argv[2], argv[3], argv[4], (int)cpus, (int)mem, NULL, on_progress, &t0, err, sizeof err) <
+	    0) {
 		fprintf(stderr, "vmtool: template failed: %s\n", err);
 		return 1;
 	}

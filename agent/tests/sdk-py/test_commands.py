@@ -3,10 +3,11 @@
 import random
 import time
 
+import httpx
 import pytest
 from e2b import CommandExitException, NotFoundException, Sandbox, TimeoutException
 
-from conftest import SBX_ENV, Collector, rand, wait_for
+from conftest import ENVD_URL, SBX_ENV, Collector, rand, sandbox_info, wait_for
 
 
 def test_stdout_and_exit_code(sbx):
@@ -81,6 +82,28 @@ def test_command_envs_override_sandbox_envs(sbx):
 
 def test_cwd(sbx):
     assert sbx.commands.run("pwd", cwd="/tmp").stdout == "/tmp\n"
+
+
+def test_default_workdir_from_init(sbx):
+    """A template sets /init's defaultWorkdir (its image's WORKDIR): commands
+    without a cwd start there; an explicit cwd still wins; "" restores the
+    user's home. A directory that does not exist is refused."""
+    token = sandbox_info(sbx.sandbox_id).get("envdAccessToken")
+    headers = {"X-Access-Token": token} if token else {}
+
+    def init(body):
+        return httpx.post(ENVD_URL + "/init", json=body, headers=headers, timeout=30)
+
+    try:
+        assert init({"defaultWorkdir": "/tmp"}).status_code == 204
+        assert sbx.commands.run("pwd").stdout == "/tmp\n"
+        assert sbx.commands.run("pwd", cwd="/home/user").stdout == "/home/user\n"
+        r = init({"defaultWorkdir": "/no/such/dir"})
+        assert r.status_code == 400 and "defaultWorkdir" in r.text, r.text
+        assert sbx.commands.run("pwd").stdout == "/tmp\n", "a refused /init changed the workdir"
+    finally:
+        assert init({"defaultWorkdir": ""}).status_code == 204
+    assert sbx.commands.run("pwd").stdout == "/home/user\n"
 
 
 def test_default_user(sbx):
