@@ -5,18 +5,21 @@ QEMU's user networking forwards the guest's connections to 10.0.2.2 to the
 host's loopback, so the appliance pulls from 10.0.2.2:<port>. The image is
 made here: one gzipped layer with the host's static busybox (/bin/sh, and a
 /bin/bash wrapper since the SDK runs commands with bash), /app/hello.sh and
-/app/data.txt; a config with Env and WorkingDir. It is pushed with the
+/app/data.txt; a config with Env, WorkingDir /app and an ENTRYPOINT that
+serves /app over HTTP on port 8080 (busybox httpd). It is pushed with the
 distribution API (POST + PUT per blob, PUT of the manifest).
 
 Through the api (header mode, as test_sdk.py): POST /templates fromImage
-"10.0.2.2:<port>/demo:1" insecureRegistry with a build envVar; the build
-status is followed to ready (the phases seen are reported); the Python SDK
-creates a sandbox from it and runs a command proving the image's files, the
-image's ENV, the build's envVar and the create's envVar; DELETE of the
-template is refused (409) while the sandbox lives, then the sandbox is
-killed. Then the same image as a `docker save` tarball through POST
-/templates/upload, the same checks, and both templates are deleted (204,
-then 404).
+"10.0.2.2:<port>/demo:1" insecureRegistry with a build envVar and probePort
+8080; the build status is followed to ready (the phases seen are reported,
+and its log must say the probe port answered); the Python SDK creates a
+sandbox from it and runs a command proving the image's files, the image's
+ENV, the build's envVar, the create's envVar, WORKDIR as the default cwd,
+and the ENTRYPOINT still serving in the sandbox (restored from the
+snapshot); DELETE of the template is refused (409) while the sandbox lives,
+then the sandbox is killed. Then the same image as a `docker save` tarball
+through POST /templates/upload with startCmd="" (nothing started: port 8080
+is closed), the same checks, and both templates are deleted (204, then 404).
 """
 import gzip
 import hashlib
@@ -45,7 +48,8 @@ from e2b import Sandbox
 tpl = sys.argv[1]
 sb = Sandbox.create(tpl, envs={"CREATE_VAR": "from-create"}, timeout=300, request_timeout=120)
 try:
-    r = sb.commands.run("cat /app/data.txt; /app/hello.sh; echo \"env:$DEMO_GREETING:$BUILD_VAR:$CREATE_VAR:$PATH\"",
+    r = sb.commands.run("cat /app/data.txt; /app/hello.sh; echo \"env:$DEMO_GREETING:$BUILD_VAR:$CREATE_VAR:$PATH\"; "
+                        "echo \"pwd:$(pwd)\"; echo \"http:$(wget -qO- http://127.0.0.1:8080/data.txt)\"",
                         timeout=120, request_timeout=120)
     print(r.stdout, end="")
     print("sandbox:" + sb.sandbox_id, flush=True)
@@ -76,7 +80,7 @@ def make_image():
             tar_add(t, d, mode=0o755, kind=tarfile.DIRTYPE)
         with open(BUSYBOX, "rb") as f:
             tar_add(t, "bin/busybox", f.read(), 0o755)
-        for applet in ("sh", "cat", "ls", "echo", "env", "pwd"):
+        for applet in ("sh", "cat", "ls", "echo", "env", "pwd", "wget"):
             tar_add(t, "bin/" + applet, kind=tarfile.SYMTYPE, link="busybox")
         tar_add(t, "bin/bash", b"#!/bin/sh\nexec /bin/sh \"$@\"\n", 0o755)
         tar_add(t, "app/hello.sh", b"#!/bin/sh\necho \"script:$DEMO_GREETING\"\n", 0o755)
@@ -85,7 +89,8 @@ def make_image():
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["PATH=/bin:/usr/bin", "DEMO_GREETING=" + GREETING], "WorkingDir": "/app",
-                   "ExposedPorts": {"8080/tcp": {}}, "Cmd": ["/bin/sh"]},
+                   "ExposedPorts": {"8080/tcp": {}},
+                   "Entrypoint": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/app"]},
         "rootfs": {"type": "layers", "diff_ids": [sha(raw.getvalue())]},
     }).encode()
     return layer, config
@@ -174,7 +179,7 @@ def upload(url, key, query, body, timeout=300):
 
 
 def follow_build(url, key, name, bid):
-    """Polls the build status to its end; (phases seen in order, seconds)."""
+    """Polls the build status to its end; (phases seen in order, seconds, log messages)."""
     t0 = time.monotonic()
     phases, last = [], None
     while time.monotonic() - t0 < TEMPLATE_TIMEOUT:
@@ -189,15 +194,16 @@ def follow_build(url, key, name, bid):
                     if e["step"] not in phases:
                         phases.append(e["step"])
             if body.get("status") == "ready":
-                return phases, time.monotonic() - t0
+                return phases, time.monotonic() - t0, [e.get("message", "") for e in body.get("logEntries", [])]
             if body.get("status") == "error":
                 raise Fail("build of %s failed: %r; log: %r" % (name, body.get("reason"), body.get("logs")))
         time.sleep(2)
     raise Fail("build of %s not ready after %d s: %r" % (name, TEMPLATE_TIMEOUT, last))
 
 
-def sandbox_checks(url, key, env, name):
-    """Runs SDK_SCRIPT for template name; checks its output and the 409 of DELETE meanwhile."""
+def sandbox_checks(url, key, env, name, served):
+    """Runs SDK_SCRIPT for template name; checks its output and the 409 of DELETE meanwhile.
+    served: the image's ENTRYPOINT (busybox httpd on 8080) runs in the sandbox."""
     venv = venv_for("requirements-e2b-latest.txt")
     if not venv:
         raise Fail("the Python SDK venv is missing (run: make sdk)")
@@ -214,7 +220,8 @@ def sandbox_checks(url, key, env, name):
         if "sandbox:" not in text:
             raise Fail("%s: the SDK did not create a sandbox: %s" % (name, text[-600:]))
         want = ["data:from-the-layer", "script:" + GREETING,
-                "env:%s:from-build:from-create:" % GREETING]
+                "env:%s:from-build:from-create:" % GREETING, "pwd:/app\n",
+                "http:data:from-the-layer\n" if served else "http:\n"]
         for w in want:
             if w not in text:
                 raise Fail("%s: %r missing from the command's output: %r" % (name, w, text[-600:]))
@@ -265,7 +272,7 @@ def test_oci():
 
         # From the registry.
         body = {"name": "demo", "fromImage": "10.0.2.2:%d/demo:1" % reg.port, "insecureRegistry": True,
-                "envVars": {"BUILD_VAR": "from-build"}, "exposePorts": [8080], "memoryMB": 512}
+                "envVars": {"BUILD_VAR": "from-build"}, "exposePorts": [8080], "probePort": 8080, "memoryMB": 512}
         status, ans = None, None
         for _ in range(60):  # the api may not be up yet
             try:
@@ -275,21 +282,27 @@ def test_oci():
                 time.sleep(2)
         if status != 202:
             raise Fail("POST /templates fromImage: %s %r" % (status, ans))
-        phases, took = follow_build(url, key, "demo", ans["buildID"])
+        phases, took, messages = follow_build(url, key, "demo", ans["buildID"])
         for p in ("pulling", "unpacking", "rootfs", "booting", "snapshotting", "ready"):
             if p not in phases:
                 raise Fail("phase %s not seen: %r" % (p, phases))
-        sid = sandbox_checks(url, key, env, "demo")
-        notes.append("registry image ready in %.0f s (%s), sandbox %s ran it" % (took, ">".join(phases), sid))
+        probed = [m for m in messages if "port 8080 accepted after" in m]
+        if not probed:
+            raise Fail("the build log does not say the probe port answered: %r" % messages[-8:])
+        sid = sandbox_checks(url, key, env, "demo", served=True)
+        notes.append("registry image ready in %.0f s (%s; %s), sandbox %s ran it with its ENTRYPOINT serving "
+                     "8080 in WORKDIR /app" % (took, ">".join(phases), probed[0], sid))
 
         # The same image uploaded as a docker-save tarball.
         tar = docker_archive(layer, config)
-        status, ans = upload(url, key, "name=demo-archive&memoryMB=512&env=BUILD_VAR%3Dfrom-build", tar)
+        # startCmd= (empty): the image's ENTRYPOINT is not started.
+        status, ans = upload(url, key, "name=demo-archive&memoryMB=512&env=BUILD_VAR%3Dfrom-build&startCmd=", tar)
         if status != 202:
             raise Fail("POST /templates/upload: %s %r" % (status, ans))
-        phases, took = follow_build(url, key, "demo-archive", ans["buildID"])
-        sid = sandbox_checks(url, key, env, "demo-archive")
-        notes.append("uploaded archive (%d KiB) ready in %.0f s, sandbox %s ran it" % (len(tar) // 1024, took, sid))
+        phases, took, _ = follow_build(url, key, "demo-archive", ans["buildID"])
+        sid = sandbox_checks(url, key, env, "demo-archive", served=False)
+        notes.append("uploaded archive (%d KiB) with startCmd=\"\" ready in %.0f s, sandbox %s ran it with nothing "
+                     "on 8080" % (len(tar) // 1024, took, sid))
 
         delete_template(url, key, "demo")
         delete_template(url, key, "demo-archive")
