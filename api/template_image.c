@@ -167,6 +167,38 @@ static void record_image(struct tbuild *b, const char *image_json, const struct 
 	json_free(image);
 }
 
+/* The build's registry access (tbuild_source_secret): credentials into o,
+ * a CA written to ca_path (0600, removed after the pull). -1 if the CA
+ * cannot be written. */
+static int apply_secret(struct tbuild *b, struct json *secret, struct oci_build_opts *o, const char *ca_path, char *err,
+			size_t errsz)
+{
+	if (!secret)
+		return 0;
+	o->username = json_get_str(secret, "username");
+	o->password = json_get_str(secret, "password");
+	const char *ca = json_get_str(secret, "ca");
+	if (ca) {
+		if (file_replace(ca_path, ca, strlen(ca), 0600, false) < 0) {
+			snprintf(err, errsz, "cannot write the registry CA to %s: %s", ca_path, strerror(errno));
+			return -1;
+		}
+		o->ca_file = ca_path;
+	}
+	if (o->username || ca)
+		tbuild_log(b, "info", "registry access:%s%s%s", o->username ? " user " : "",
+			   o->username ? o->username : "", ca ? ", its own CA" : "");
+	return 0;
+}
+
+static void free_secret(struct json *secret)
+{
+	for (struct json *m = secret ? secret->child : NULL; m; m = m->next)
+		if (m->type == JSON_STRING)
+			explicit_bzero(m->str, m->len);
+	json_free(secret);
+}
+
 static int produce_import(struct tbuild *b, const char *out, bool archive, char *err, size_t errsz)
 {
 	const char *ref = tbuild_source_ref(b);
@@ -188,11 +220,23 @@ static int produce_import(struct tbuild *b, const char *out, bool archive, char 
 	int64_t layer_mib = opts ? json_get_int(opts, "writableLayerSizeMB", 0) : 0;
 	if (layer_mib > 0)
 		o.writable_bytes = (uint64_t)layer_mib * MIB;
+	const char *secret_text = tbuild_source_secret(b);
+	struct json *secret = secret_text ? json_parse(secret_text, strlen(secret_text), NULL, 0) : NULL;
+	char ca_path[4200];
+	snprintf(ca_path, sizeof ca_path, "%s/registry-ca.pem", tbuild_dir(b));
+	if (apply_secret(b, secret, &o, ca_path, err, errsz) < 0) {
+		free_secret(secret);
+		json_free(opts);
+		return -1;
+	}
 	tbuild_phase(b, "pulling", TBUILD_PCT_PRODUCE);
 	tbuild_log(b, "info", "importing %s %s%s", archive ? "the uploaded archive" : "image", archive ? "" : ref,
 		   o.insecure_registry ? " (plain HTTP registry)" : "");
 	char why[512] = "";
 	int rc = oci_build_rootfs(&o, why, sizeof why);
+	if (o.ca_file)
+		unlink(ca_path);
+	free_secret(secret);
 	if (archive && unlink(ref) < 0 && errno != ENOENT)
 		tbuild_log(b, "warn", "cannot remove the upload %s: %s", ref, strerror(errno));
 	if (rc != OCI_OK) {

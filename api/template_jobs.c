@@ -30,7 +30,8 @@ struct tbuild {
 	char dir[4096];
 	char kernel[4096];
 	char *source_ref, *source_options;
-	struct json *extra; /* members added to template.json (an import's env, ...) */
+	char *source_secret; /* never written to disk; wiped when the build ends */
+	struct json *extra;  /* members added to template.json (an import's env, ...) */
 	const struct tbuild_source *source;
 	int cpus, mem_mib;
 	char created[32];
@@ -142,6 +143,18 @@ const char *tbuild_source_ref(const struct tbuild *b)
 const char *tbuild_source_options(const struct tbuild *b)
 {
 	return b->source_options;
+}
+
+const char *tbuild_source_secret(const struct tbuild *b)
+{
+	return b->source_secret;
+}
+
+static void free_secret(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+	free(s);
 }
 
 const char *tbuild_dir(const struct tbuild *b)
@@ -411,6 +424,7 @@ static void build_done(struct job *job)
 	json_free(b->extra);
 	free(b->source_ref);
 	free(b->source_options);
+	free_secret(b->source_secret);
 	free(b);
 }
 
@@ -508,6 +522,7 @@ int tbuild_submit(struct api *a, const struct tbuild_spec *spec, char build_id[T
 	b->source = spec->source;
 	b->source_ref = strdup(spec->source_ref ? spec->source_ref : "");
 	b->source_options = spec->source_options ? strdup(spec->source_options) : NULL;
+	b->source_secret = spec->source_secret ? strdup(spec->source_secret) : NULL;
 	b->cpus = spec->cpus > 0 ? spec->cpus : a->cfg.base_cpus;
 	b->mem_mib = spec->mem_mib > 0 ? spec->mem_mib : a->cfg.base_mem_mib;
 	new_build_id(b->id);
@@ -517,6 +532,7 @@ int tbuild_submit(struct api *a, const struct tbuild_spec *spec, char build_id[T
 		snprintf(err, errsz, "cannot create %s: %s", b->dir, strerror(errno));
 		free(b->source_ref);
 		free(b->source_options);
+		free_secret(b->source_secret);
 		free(b);
 		return 500;
 	}

@@ -73,12 +73,17 @@ struct tbuild_spec {
 	/* NULL, or a JSON object the producer reads (an import's
 	 * writableLayerSizeMB, exposePorts, probePort, envVars, ...). */
 	const char *source_options;
+	/* NULL, or a JSON object the producer reads and nothing ever writes
+	 * down (registry "username", "password", "ca" PEM): kept in memory
+	 * only, so a build cut short by a restart cannot resume with it. */
+	const char *source_secret;
 	int cpus, mem_mib; /* <= 0: the api's defaults */
 };
 
 /* Worker thread, for producers. */
 const char *tbuild_source_ref(const struct tbuild *b);
 const char *tbuild_source_options(const struct tbuild *b); /* JSON text, or NULL */
+const char *tbuild_source_secret(const struct tbuild *b);  /* JSON text, or NULL */
 void tbuild_phase(struct tbuild *b, const char *phase, int pct);
 /* The template's own directory (where out lives). */
 const char *tbuild_dir(const struct tbuild *b);

@@ -68,6 +68,44 @@ static int get_str_field(const struct json *j, const char *key, const char **out
 	return 0;
 }
 
+#define REGISTRY_FIELD_MAX 4096
+#define REGISTRY_CA_MAX	   (256 * 1024)
+
+static bool short_string(const struct json *v, size_t max)
+{
+	return v && v->type == JSON_STRING && v->len > 0 && v->len <= max && strlen(v->str) == v->len;
+}
+
+/* fromImageRegistry (E2B's shape; type "registry" only) and registryCA (PEM
+ * certificates the pull trusts instead of the system store). */
+static int check_registry_access(const struct json *j, char *err, size_t errsz)
+{
+	const struct json *reg = json_get(j, "fromImageRegistry");
+	if (reg) {
+		const char *type = json_get_str(reg, "type");
+		if (reg->type != JSON_OBJECT || (type && strcmp(type, "registry") != 0)) {
+			snprintf(err, errsz,
+				 "fromImageRegistry: only {\"type\":\"registry\",\"username\",\"password\"} is "
+				 "supported%s%.40s",
+				 type ? ", not type " : "", type ? type : "");
+			return -1;
+		}
+		if (!short_string(json_get(reg, "username"), REGISTRY_FIELD_MAX) ||
+		    !short_string(json_get(reg, "password"), REGISTRY_FIELD_MAX)) {
+			snprintf(err, errsz, "fromImageRegistry needs a username and a password (non-empty strings)");
+			return -1;
+		}
+	}
+	const struct json *ca = json_get(j, "registryCA");
+	if (ca && (!short_string(ca, REGISTRY_CA_MAX) || !strstr(ca->str, "-----BEGIN CERTIFICATE-----"))) {
+		snprintf(err, errsz,
+			 "registryCA must be PEM certificates (-----BEGIN CERTIFICATE-----), at most %d KiB",
+			 REGISTRY_CA_MAX / 1024);
+		return -1;
+	}
+	return 0;
+}
+
 /* The options of an OCI import (cubemastercli's create-from-image flags). */
 static int check_image_options(const struct json *j, struct create_tpl *r, char *err, size_t errsz)
 {
@@ -100,13 +138,15 @@ static int check_image_options(const struct json *j, struct create_tpl *r, char 
 		snprintf(err, errsz, "insecureRegistry must be true or false");
 		return -1;
 	}
+	if (check_registry_access(j, err, errsz) < 0)
+		return -1;
 	const struct json *start = json_get(j, "startCmd");
 	if (start && (start->type != JSON_STRING || strlen(start->str) != start->len)) {
 		snprintf(err, errsz, "startCmd must be a string: a shell command line, or \"\" to start nothing");
 		return -1;
 	}
-	r->has_image_options =
-	    json_get(j, "writableLayerSizeMB") || json_get(j, "probePort") || ports || env || insecure || start;
+	r->has_image_options = json_get(j, "writableLayerSizeMB") || json_get(j, "probePort") || ports || env ||
+			       insecure || start || json_get(j, "fromImageRegistry") || json_get(j, "registryCA");
 	return 0;
 }
 
@@ -144,8 +184,8 @@ static int parse_create(const struct json *j, struct create_tpl *r, char *err, s
 	}
 	if (r->from_rootfs && r->has_image_options) {
 		snprintf(err, errsz,
-			 "writableLayerSizeMB, exposePorts, probePort, startCmd, envVars and insecureRegistry "
-			 "apply to fromImage only");
+			 "writableLayerSizeMB, exposePorts, probePort, startCmd, envVars, insecureRegistry, "
+			 "fromImageRegistry and registryCA apply to fromImage only");
 		return 400;
 	}
 	return 0;
@@ -200,6 +240,33 @@ static void image_options(const struct json *j, struct buf *out)
 	jw_end(&w);
 }
 
+/* The pull's credentials and CA, for the build's memory only (tbuild_spec's
+ * source_secret). False when the body has none. */
+static bool image_secret(const struct json *j, struct buf *out)
+{
+	const struct json *reg = json_get(j, "fromImageRegistry"), *ca = json_get(j, "registryCA");
+	if (!reg && !ca)
+		return false;
+	struct jw w;
+	jw_init(&w, out);
+	jw_obj(&w);
+	if (reg) {
+		jw_kstr(&w, "username", json_get_str(reg, "username"));
+		jw_kstr(&w, "password", json_get_str(reg, "password"));
+	}
+	if (ca)
+		jw_kstr(&w, "ca", ca->str);
+	jw_end(&w);
+	return true;
+}
+
+static void wipe(struct buf *b)
+{
+	if (b->data)
+		explicit_bzero(b->data, b->len);
+	buf_free(b);
+}
+
 static int query_to_json(const char *query, struct buf *out, char *err, size_t errsz);
 
 int template_create_check(const char *body, size_t len, bool upload_query, char *err, size_t errsz)
@@ -232,7 +299,7 @@ static void create_template(struct api *a, struct http_conn *c, struct http_req 
 	if (!status && r.from_rootfs && tbuild_check_ext4(r.from_rootfs, err, sizeof err) < 0)
 		status = 400;
 	char build_id[TBUILD_ID_LEN + 1] = "";
-	struct buf opts = BUF_INIT;
+	struct buf opts = BUF_INIT, secret = BUF_INIT;
 	if (!status) {
 		struct tbuild_spec spec = {.name = r.name,
 					   .source = &tbuild_source_rootfs,
@@ -244,10 +311,12 @@ static void create_template(struct api *a, struct http_conn *c, struct http_req 
 			spec.source = &tbuild_source_image;
 			spec.source_ref = r.from_image;
 			spec.source_options = opts.data;
+			spec.source_secret = image_secret(j, &secret) ? secret.data : NULL;
 		}
 		status = tbuild_submit(a, &spec, build_id, err, sizeof err);
 	}
 	buf_free(&opts);
+	wipe(&secret);
 	if (status) {
 		log_info("template.create", "%d: %s", status, err);
 		http_respond_error(c, status, "%s", err);

@@ -20,6 +20,7 @@
 #include "../cli.h"
 #include "../registry.h"
 #include "../template_jobs.h"
+#include "fake_registry.h"
 #include "fake_vm.h"
 #include "oci_fixture.h"
 #include "../../lib/tests/test.h"
@@ -1007,6 +1008,101 @@ TEST(the_start_command_comes_from_the_image_or_the_build)
 	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/none", NULL), 204);
 	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/noprobe", NULL), 204);
 	buf_free(&tar);
+	inst_stop(&in);
+}
+
+static bool file_contains(const char *name, const char *file, const char *needle)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/templates/%s/%s", state_dir, name, file);
+	size_t len;
+	char *text = file_read_all(path, 1 << 24, &len);
+	bool has = text && memmem(text, len, needle, strlen(needle)) != NULL;
+	free(text);
+	return has;
+}
+
+static const char *build_from(struct inst *in, const char *name, const char *body_fmt, struct reply *r)
+{
+	char body[2048], bid[64];
+	snprintf(body, sizeof body, body_fmt, fk.port);
+	if (!CHECK_EQ_INT(call(in, "POST", "/templates", body, r), 202)) {
+		fprintf(stderr, "  %s\n", r->body);
+		return "refused";
+	}
+	snprintf(bid, sizeof bid, "%s", json_get_str(r->j, "buildID") ? json_get_str(r->j, "buildID") : "");
+	reply_free(r);
+	return wait_build(in, name, bid, r);
+}
+
+/* fromImageRegistry's credentials reach the registry's token endpoint and
+ * are never written down; registryCA is trusted for the pull only. */
+TEST(registry_credentials_and_ca_are_used_and_never_stored)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in)))
+		return;
+	tbuild_agent_path = kernel;
+	fake_registry_build_image();
+	fake_registry_start();
+	fk.require_token = fk.require_creds = true;
+	fk.creds = "robot:s3cret-Pa55word";
+	struct reply r;
+	const char *st =
+	    build_from(&in, "priv",
+		       "{\"name\":\"priv\",\"fromImage\":\"127.0.0.1:%d/test/img:single\",\"insecureRegistry\":"
+		       "true,\"fromImageRegistry\":{\"type\":\"registry\",\"username\":\"robot\",\"password\":"
+		       "\"s3cret-Pa55word\"},\"registryCA\":\"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END "
+		       "CERTIFICATE-----\\n\"}",
+		       &r);
+	if (!CHECK_STREQ(st, "ready"))
+		fprintf(stderr, "  %s\n", r.body);
+	reply_free(&r);
+	CHECK(fk.token_requests > 0);
+	CHECK(file_contains("priv", "build.log", "registry access: user robot, its own CA"));
+	static const char *const files[] = {"build.json", "build.log", "template.json", "image.json"};
+	for (size_t i = 0; i < 4; i++)
+		if (!CHECK(!file_contains("priv", files[i], "s3cret-Pa55word")))
+			fprintf(stderr, "  the password is in %s\n", files[i]);
+	CHECK(!path_there("%s/templates/%s/registry-ca.pem", "priv"));
+
+	/* A wrong password, or none: the registry's refusal is the reason. */
+	st = build_from(&in, "wrong",
+			"{\"name\":\"wrong\",\"fromImage\":\"127.0.0.1:%d/test/img:single\",\"insecureRegistry\":true,"
+			"\"fromImageRegistry\":{\"username\":\"robot\",\"password\":\"guess\"}}",
+			&r);
+	CHECK_STREQ(st, "error");
+	const struct json *reason = json_get(r.j, "reason");
+	const char *msg = reason ? json_get_str(reason, "message") : "";
+	if (!CHECK(msg && strstr(msg, "the registry refused access") == msg))
+		fprintf(stderr, "  reason: %s\n", msg);
+	reply_free(&r);
+	st = build_from(&in, "anon",
+			"{\"name\":\"anon\",\"fromImage\":\"127.0.0.1:%d/test/img:single\",\"insecureRegistry\":true}",
+			&r);
+	CHECK_STREQ(st, "error");
+	reply_free(&r);
+
+	/* Refused at once. */
+	static const char *const bad[][2] = {
+	    {"{\"name\":\"x\",\"fromImage\":\"a/b:1\",\"fromImageRegistry\":{\"type\":\"aws\"}}", "not type aws"},
+	    {"{\"name\":\"x\",\"fromImage\":\"a/b:1\",\"fromImageRegistry\":{\"username\":\"u\"}}",
+	     "needs a username and a password"},
+	    {"{\"name\":\"x\",\"fromImage\":\"a/b:1\",\"registryCA\":\"not pem\"}", "registryCA must be PEM"},
+	    {"{\"name\":\"x\",\"fromRootfs\":\"/"
+	     "r.ext4\",\"fromImageRegistry\":{\"username\":\"u\",\"password\":\"p\"}}",
+	     "apply to fromImage only"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK_EQ_INT(call(&in, "POST", "/templates", bad[i][0], &r), 400);
+		if (!CHECK(strstr(r.body, bad[i][1]) != NULL))
+			fprintf(stderr, "  %s -> %s\n", bad[i][0], r.body);
+		reply_free(&r);
+	}
+	fake_registry_reset();
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/priv", NULL), 204);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/wrong", NULL), 204);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/anon", NULL), 204);
 	inst_stop(&in);
 }
 
