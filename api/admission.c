@@ -38,25 +38,37 @@ static int running_sandboxes(const struct api *a)
 	return n;
 }
 
-bool admission_ok(struct api *a, struct http_conn *c)
+int admission_check(struct api *a, char *why, size_t whysz, int *retry_s)
 {
 	int running = running_sandboxes(a);
 	if (running >= a->cfg.max_sandboxes) {
 		log_warn("sandbox.refused", "%d sandboxes running, the maximum: create refused (429)", running);
-		http_add_header(c, "Retry-After", "5");
-		http_respond_error(c, 429, "the appliance runs its maximum of %d sandboxes: kill one or retry later",
-				   a->cfg.max_sandboxes);
-		return false;
+		*retry_s = 5;
+		snprintf(why, whysz, "the appliance runs its maximum of %d sandboxes: kill one or retry later",
+			 a->cfg.max_sandboxes);
+		return 429;
 	}
 	long long avail = mem_available_mib(a->cfg.meminfo_path);
 	if (avail >= 0 && avail < a->cfg.min_free_mib) {
 		log_warn("sandbox.refused", "%lld MiB of memory available, %d kept free: create refused (429)", avail,
 			 a->cfg.min_free_mib);
-		http_add_header(c, "Retry-After", "10");
-		http_respond_error(c, 429,
-				   "the appliance is low on memory (%lld MiB available, %d MiB kept free): retry later",
-				   avail, a->cfg.min_free_mib);
-		return false;
+		*retry_s = 10;
+		snprintf(why, whysz,
+			 "the appliance is low on memory (%lld MiB available, %d MiB kept free): retry later", avail,
+			 a->cfg.min_free_mib);
+		return 429;
 	}
-	return true;
+	return 0;
+}
+
+bool admission_ok(struct api *a, struct http_conn *c)
+{
+	char why[256], retry[16];
+	int retry_s = 0;
+	if (admission_check(a, why, sizeof why, &retry_s) == 0)
+		return true;
+	snprintf(retry, sizeof retry, "%d", retry_s);
+	http_add_header(c, "Retry-After", retry);
+	http_respond_error(c, 429, "%s", why);
+	return false;
 }

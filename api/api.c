@@ -140,7 +140,7 @@ static void handle(struct http_conn *c, struct http_req *req, void *arg)
 	if (!authorized(a, c, req))
 		return;
 	if (sandbox_route(a, c, req) || template_jobs_route(a, c, req) || template_route(a, c, req) ||
-	    pool_admin_route(a, c, req) || pool_route(a, c, req))
+	    snapshot_route(a, c, req) || pool_admin_route(a, c, req) || pool_route(a, c, req))
 		return;
 	http_respond_error(c, 404, "no such API call: %s %s", req->method, req->path);
 }
@@ -214,6 +214,7 @@ struct api *api_new(struct loop *l, const struct api_config *cfg, const struct v
 	sandboxes_restore(a);
 	ttl_start(a);
 	template_jobs_start(a); /* builds cut short by a restart become errors */
+	snapshot_start(a);	/* forks' snapshots whose sandboxes are all gone */
 	templates_ensure_defaults(a);
 	a->warm = pool_new(a);
 	return a;

@@ -29,6 +29,8 @@ struct vm_ops {
 	/* The warm pool (api/pool.h); both NULL: no pool, cold starts only. */
 	pid_t (*prestart)(const struct vm_spec *spec, char *err, size_t errsz);
 	int (*claim)(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
+	/* Snapshots (api/snapshots.c); NULL: not offered. */
+	int (*checkpoint)(pid_t pid, const struct vm_spec *spec, const char *snap_dir, char *err, size_t errsz);
 	int (*template_build)(const char *template_dir, const char *kernel, const char *rootfs, int cpus, int mem_mib,
 			      struct template_start *start, void (*progress)(void *arg, int pct, const char *phase),
 			      void *arg, char *err, size_t errsz);

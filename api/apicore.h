@@ -56,6 +56,9 @@ void template_dir(const struct api *a, const char *template_id, char *out, size_
 /* --- admission.c ----------------------------------------------------------- */
 /* Room for one more sandbox? Else a 429 with Retry-After is sent: false. */
 bool admission_ok(struct api *a, struct http_conn *c);
+/* The same check without a client: 0, or 429 with the reason in why and
+ * the seconds to wait in *retry_s. */
+int admission_check(struct api *a, char *why, size_t whysz, int *retry_s);
 
 /* --- sandbox_logs.c -------------------------------------------------------- */
 /* GET /sandboxes/{id}/logs: the sandbox's console.log as E2B's logs and logEntries. */
@@ -71,6 +74,28 @@ void sandbox_write_detail(const struct sandbox *rec, struct buf *out);
 
 /* --- sandbox_jobs.c -------------------------------------------------------- */
 enum sandbox_job_kind { JOB_START, JOB_STOP, JOB_PAUSE, JOB_RESUME };
+struct create_req;
+struct template_info;
+/* A new sandbox of template t for create request r, in the list and
+ * marked for a start (give it to sandbox_job_submit or sandbox_start_then). */
+struct sandbox_entry *sandbox_new_entry(struct api *a, const struct create_req *r, const struct template_info *t);
+/* A start job without a client: done(arg, e, NULL) once it runs, or
+ * done(arg, e, reason) before the failed entry goes. */
+void sandbox_start_then(struct api *a, struct sandbox_entry *e,
+			void (*done)(void *arg, struct sandbox_entry *e, const char *err), void *arg);
+/* Snapshots (snapshots.c): POST /sandboxes/{id}/snapshots and /fork, GET
+ * /snapshots. */
+void snapshot_create(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e);
+void sandbox_fork(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e);
+bool snapshot_route(struct api *a, struct http_conn *c, struct http_req *req);
+/* Beside a snapshot of a secure sandbox: the token its agent holds. */
+#define SNAPSHOT_GUEST_TOKEN "guest-token"
+/* A fork's snapshot whose last sandbox went is removed (snapshots.c). */
+void snapshot_forget_fork(struct api *a, const char *template_id);
+/* At api start, after the sandboxes are known: the same for every fork. */
+void snapshot_start(struct api *a);
+/* Fork snapshots are named fork-<random>; no other template may be. */
+bool snapshot_is_fork_name(const char *id);
 /* Starts a backend job for e (marks it busy). conn may be NULL (TTL); when
  * set, the job answers it: start 201, stop 204, pause 204, resume
  * resume_status with the sandbox body. new_end_ms: endAt after a resume. */
@@ -93,7 +118,15 @@ struct template_info {
 	char *build_id; /* its last build (template_jobs.c), NULL: the id */
 	int cpu_count, memory_mb, disk_size_mb;
 	int progress;
+	/* A snapshot of a sandbox (snapshots.c): the sandbox, and the template
+	 * whose rootfs its disk stacks on; NULL for a built template. */
+	char *snapshot_of, *base_template;
+	bool fork; /* a fork's snapshot: hidden, gone with its last sandbox */
 };
+/* Calls fn with every template's directory name until it returns false. */
+void template_each(struct api *a, bool (*fn)(void *arg, const char *dirname), void *arg);
+/* Reads DIR/templates/<dirname>/template.json. 0, or -1 with errno. */
+int template_load(struct api *a, const char *dirname, struct template_info *t);
 /* Finds a template by directory name, templateID or name. 0, or -1 with
  * errno ENOENT. */
 int template_find(struct api *a, const char *id, struct template_info *t);

@@ -26,6 +26,7 @@ static const struct vm_ops real_vm_ops = {
     .alive = vm_alive,
     .prestart = vm_prestart,
     .claim = vm_claim,
+    .checkpoint = vm_checkpoint,
     .template_build = template_build,
 };
 

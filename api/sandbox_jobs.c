@@ -11,9 +11,11 @@
 #include <sys/random.h>
 
 #include "../lib/b64.h"
+#include "../lib/fileio.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "apicore.h"
+#include "create_req.h"
 
 struct sandbox_job {
 	struct job job;
@@ -27,6 +29,9 @@ struct sandbox_job {
 	int rc;
 	bool warm; /* started from a VMM of the warm pool */
 	char err[512];
+	void (*started)(void *arg, struct sandbox_entry *e, const char *err); /* sandbox_start_then */
+	char guest_token[SANDBOX_TOKEN_LEN + 64];
+	void *started_arg;
 };
 
 static const char *const job_busy_names[] = {
@@ -49,8 +54,9 @@ void sandbox_init_json(const struct sandbox *rec, struct buf *out)
 	jw_kstr(&w, "sandboxId", rec->id);
 	jw_key(&w, "envVars");
 	kvs_write(&rec->env_vars, &w);
-	if (rec->envd_access_token)
-		jw_kstr(&w, "accessToken", rec->envd_access_token);
+	/* Always sent: a clone of a secure sandbox's snapshot holds that
+	 * sandbox's token until it is replaced, or cleared with "". */
+	jw_kstr(&w, "accessToken", rec->envd_access_token ? rec->envd_access_token : "");
 	jw_kstr(&w, "timestamp", now);
 	if (seeded)
 		jw_kstr(&w, "entropy", seed_b64);
@@ -58,14 +64,31 @@ void sandbox_init_json(const struct sandbox *rec, struct buf *out)
 	jw_end(&w);
 }
 
+/* A snapshot of a secure sandbox holds its token (snapshots.c wrote it
+ * beside the snapshot): a start from it must show that one to the agent. */
+static void read_guest_token(struct sandbox_job *j)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/%s", j->template_dir, SNAPSHOT_GUEST_TOKEN);
+	size_t len;
+	char *tok = file_read_all(path, sizeof j->guest_token, &len);
+	snprintf(j->guest_token, sizeof j->guest_token, "%s", tok && len ? tok : "");
+	if (tok)
+		explicit_bzero(tok, len);
+	free(tok);
+}
+
 static void fill_spec(struct sandbox_job *j, struct vm_spec *spec, struct buf *init)
 {
+	if (j->kind == JOB_START)
+		read_guest_token(j);
 	sandbox_init_json(&j->rec, init);
 	*spec = (struct vm_spec){.id = j->rec.id,
 				 .template_dir = j->template_dir,
 				 .sandbox_dir = j->sandbox_dir,
 				 .run_dir = j->run_dir,
 				 .init_json = init->data,
+				 .guest_token = j->guest_token[0] ? j->guest_token : NULL,
 				 .vmm_path = j->api->cfg.vmm_path};
 }
 
@@ -218,24 +241,38 @@ static void answer_error(struct sandbox_job *j, const char *what)
 				   j->err[0] ? j->err : "backend failure");
 }
 
+/* The sandbox is gone: its entry goes, and a fork's snapshot with its
+ * last sandbox. */
+static void forget_entry(struct sandbox_job *j)
+{
+	char tid[TEMPLATE_ID_MAX + 1];
+	snprintf(tid, sizeof tid, "%s", j->entry->rec.template_id ? j->entry->rec.template_id : "");
+	sandbox_unlink(j->api, j->entry);
+	snapshot_forget_fork(j->api, tid);
+}
+
 static void done_start(struct sandbox_job *j)
 {
 	if (j->rc < 0) {
 		log_error("sandbox.start", "sandbox=%s template=%s failed: %s", j->rec.id, j->rec.template_id, j->err);
 		answer_error(j, "start");
-		sandbox_unlink(j->api, j->entry);
+		if (j->started)
+			j->started(j->started_arg, j->entry, j->err[0] ? j->err : "backend failure");
+		forget_entry(j);
 		return;
 	}
 	log_info("sandbox.start", "sandbox=%s template=%s pid=%d from=%s", j->rec.id, j->rec.template_id,
 		 (int)j->rec.vmm_pid, j->warm ? "pool" : "cold");
 	install_record(j);
 	answer_sandbox(j, 201, true);
+	if (j->started)
+		j->started(j->started_arg, j->entry, NULL);
 }
 
 static void done_stop(struct sandbox_job *j)
 {
 	log_info("sandbox.stop", "sandbox=%s stopped%s", j->rec.id, j->rc < 0 ? " (the VMM did not stop cleanly)" : "");
-	sandbox_unlink(j->api, j->entry);
+	forget_entry(j);
 	if (j->conn)
 		http_respond(j->conn, 204, NULL, NULL, 0);
 }
@@ -282,8 +319,8 @@ static void job_done(struct job *job)
 	free(j);
 }
 
-void sandbox_job_submit(struct api *a, struct sandbox_entry *e, enum sandbox_job_kind kind, struct http_conn *conn,
-			int resume_status, int64_t new_end_ms)
+static struct sandbox_job *job_new(struct api *a, struct sandbox_entry *e, enum sandbox_job_kind kind,
+				   struct http_conn *conn, int resume_status, int64_t new_end_ms)
 {
 	struct sandbox_job *j = calloc(1, sizeof *j);
 	if (!j)
@@ -304,5 +341,20 @@ void sandbox_job_submit(struct api *a, struct sandbox_entry *e, enum sandbox_job
 	e->busy = job_busy_names[kind];
 	if (conn)
 		http_conn_on_abort(conn, job_conn_gone, j);
+	return j;
+}
+
+void sandbox_job_submit(struct api *a, struct sandbox_entry *e, enum sandbox_job_kind kind, struct http_conn *conn,
+			int resume_status, int64_t new_end_ms)
+{
+	worker_submit(a->pool, &job_new(a, e, kind, conn, resume_status, new_end_ms)->job);
+}
+
+void sandbox_start_then(struct api *a, struct sandbox_entry *e,
+			void (*done)(void *arg, struct sandbox_entry *e, const char *err), void *arg)
+{
+	struct sandbox_job *j = job_new(a, e, JOB_START, NULL, 0, 0);
+	j->started = done;
+	j->started_arg = arg;
 	worker_submit(a->pool, &j->job);
 }

@@ -219,20 +219,24 @@ static void create_sandbox(struct api *a, struct http_conn *c, struct http_req *
 		create_req_free(&r);
 		return;
 	}
-	if (template_usable(c, &t) && admission_ok(a, c)) {
-		struct sandbox_entry *e = calloc(1, sizeof *e);
-		if (!e)
-			abort();
-		fill_record(a, &e->rec, &r, &t);
-		pool_take(a->warm, &e->rec); /* a warm VMM: its id and pid, claimed by the start job */
-		e->next = a->sandboxes;
-		a->sandboxes = e;
-		log_info("sandbox.create", "sandbox=%s template=%s timeout=%llds secure=%d from=%s", e->rec.id, t.id,
-			 (long long)r.timeout_s, r.secure, e->rec.vmm_pid > 0 ? "pool" : "cold");
-		sandbox_job_submit(a, e, JOB_START, c, 0, 0);
-	}
+	if (template_usable(c, &t) && admission_ok(a, c))
+		sandbox_job_submit(a, sandbox_new_entry(a, &r, &t), JOB_START, c, 0, 0);
 	template_info_clear(&t);
 	create_req_free(&r);
+}
+
+struct sandbox_entry *sandbox_new_entry(struct api *a, const struct create_req *r, const struct template_info *t)
+{
+	struct sandbox_entry *e = calloc(1, sizeof *e);
+	if (!e)
+		abort();
+	fill_record(a, &e->rec, r, t);
+	pool_take(a->warm, &e->rec); /* a warm VMM: its id and pid, claimed by the start job */
+	e->next = a->sandboxes;
+	a->sandboxes = e;
+	log_info("sandbox.create", "sandbox=%s template=%s timeout=%llds secure=%d from=%s", e->rec.id, t->id,
+		 (long long)r->timeout_s, r->secure, e->rec.vmm_pid > 0 ? "pool" : "cold");
+	return e;
 }
 
 /* --- list ------------------------------------------------------------------------ */
@@ -532,6 +536,12 @@ static void sandbox_action(struct api *a, struct http_conn *c, struct http_req *
 		sandbox_metrics(a, c, e); /* metrics.c: a sample from the VMM, on a worker */
 	else if (get && strcmp(action, "logs") == 0)
 		sandbox_logs(a, c, req, e); /* sandbox_logs.c: its console, agent lines structured */
+	else if (post && strcmp(action, "snapshots") == 0 && !refuse_if_busy(c, e))
+		snapshot_create(a, c, req, e); /* snapshots.c */
+	else if (post && strcmp(action, "fork") == 0 && !refuse_if_busy(c, e))
+		sandbox_fork(a, c, req, e); /* snapshots.c */
+	else if (post && (strcmp(action, "snapshots") == 0 || strcmp(action, "fork") == 0))
+		; /* refused as busy */
 	else
 		http_respond_error(c, 404, "no such API call: %s %s", req->method, req->path);
 }

@@ -498,10 +498,10 @@ int tbuild_submit(struct api *a, const struct tbuild_spec *spec, char build_id[T
 		return 501;
 	}
 	if (!spec->name || !template_id_valid(spec->name) || template_name_reserved(spec->name)) {
-		snprintf(
-		    err, errsz,
-		    "name must be 1-%d characters of A-Z a-z 0-9 . _ - (not \"builds\", \"aliases\" or \"upload\")",
-		    TEMPLATE_ID_MAX);
+		snprintf(err, errsz,
+			 "name must be 1-%d characters of A-Z a-z 0-9 . _ - (not \"builds\", \"aliases\", \"upload\" "
+			 "or fork-...)",
+			 TEMPLATE_ID_MAX);
 		return 400;
 	}
 	if (access(a->cfg.base_kernel, R_OK) < 0) {
@@ -554,7 +554,8 @@ int tbuild_submit(struct api *a, const struct tbuild_spec *spec, char build_id[T
 
 bool template_name_reserved(const char *name)
 {
-	return strcmp(name, "builds") == 0 || strcmp(name, "aliases") == 0 || strcmp(name, "upload") == 0;
+	return strcmp(name, "builds") == 0 || strcmp(name, "aliases") == 0 || strcmp(name, "upload") == 0 ||
+	       snapshot_is_fork_name(name);
 }
 
 struct trash_job {

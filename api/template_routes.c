@@ -743,6 +743,24 @@ static int count_sandboxes(struct api *a, const char *template_id)
 	return n;
 }
 
+struct snapshots_of {
+	struct api *a;
+	const char *base;
+	int n;
+	char first[sizeof((struct template_info *)0)->id];
+};
+
+static bool count_one_snapshot(void *arg, const char *dirname)
+{
+	struct snapshots_of *s = arg;
+	struct template_info t;
+	if (template_load(s->a, dirname, &t) == 0 && t.base_template && strcmp(t.base_template, s->base) == 0 &&
+	    strcmp(t.id, s->base) != 0 && s->n++ == 0)
+		snprintf(s->first, sizeof s->first, "%s", t.id);
+	template_info_clear(&t);
+	return true;
+}
+
 static void delete_template(struct api *a, struct http_conn *c, const char *id)
 {
 	struct template_info t;
@@ -751,12 +769,19 @@ static void delete_template(struct api *a, struct http_conn *c, const char *id)
 		return;
 	}
 	int n = count_sandboxes(a, t.id);
+	struct snapshots_of snaps = {.a = a, .base = t.id};
+	if (n == 0)
+		template_each(a, count_one_snapshot, &snaps);
 	char err[512];
 	if (tbuild_running(a, t.id) || strcmp(t.state, "building") == 0) {
 		http_respond_error(c, 409, "template %s is being built: wait until its build ends", t.id);
 	} else if (n > 0) {
 		http_respond_error(c, 409, "template %s has %d sandbox%s (running or paused): kill them first", t.id, n,
 				   n == 1 ? "" : "es");
+	} else if (snaps.n > 0) {
+		http_respond_error(c, 409,
+				   "template %s has %d snapshot%s (%s%s) whose disks stack on it: delete them first",
+				   t.id, snaps.n, snaps.n == 1 ? "" : "s", snaps.first, snaps.n > 1 ? ", ..." : "");
 	} else {
 		pool_drop_template(a->warm, t.id);
 		if (template_trash(a, t.id, err, sizeof err) < 0) {

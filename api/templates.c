@@ -25,6 +25,8 @@ void template_info_clear(struct template_info *t)
 	free(t->created_at);
 	free(t->updated_at);
 	free(t->build_id);
+	free(t->snapshot_of);
+	free(t->base_template);
 	memset(t, 0, sizeof *t);
 }
 
@@ -33,8 +35,7 @@ static char *dup_or(const char *s, const char *def)
 	return s ? strdup(s) : (def ? strdup(def) : NULL);
 }
 
-/* Reads DIR/templates/<dirname>/template.json into t. */
-static int template_load(struct api *a, const char *dirname, struct template_info *t)
+int template_load(struct api *a, const char *dirname, struct template_info *t)
 {
 	memset(t, 0, sizeof *t);
 	char path[4096];
@@ -63,6 +64,12 @@ static int template_load(struct api *a, const char *dirname, struct template_inf
 	t->memory_mb = (int)json_get_int(j, "memoryMB", 512);
 	t->disk_size_mb = (int)json_get_int(j, "diskSizeMB", 0);
 	t->progress = (int)json_get_int(j, "progress", 0);
+	const struct json *snap = json_get(j, "snapshot");
+	if (snap && snap->type == JSON_OBJECT) {
+		t->snapshot_of = dup_or(json_get_str(snap, "sandboxID"), "");
+		t->base_template = dup_or(json_get_str(snap, "baseTemplate"), "");
+		t->fork = json_get_bool(snap, "fork", false);
+	}
 	json_free(j);
 	return 0;
 }
@@ -79,8 +86,7 @@ static bool template_names(const struct template_info *t, const char *want)
 	return strcmp(t->id, want) == 0 || (t->name && strcmp(t->name, want) == 0);
 }
 
-/* Calls fn for every template directory; stops early when fn says so. */
-static void each_template(struct api *a, bool (*fn)(void *arg, const char *dirname), void *arg)
+void template_each(struct api *a, bool (*fn)(void *arg, const char *dirname), void *arg)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/templates", a->cfg.state_dir);
@@ -117,7 +123,7 @@ int template_find(struct api *a, const char *id, struct template_info *t)
 	if (template_load(a, id, t) == 0)
 		return 0;
 	struct find_ctx f = {.a = a, .want = id, .t = t};
-	each_template(a, find_one, &f);
+	template_each(a, find_one, &f);
 	if (f.found)
 		return 0;
 	errno = ENOENT;
@@ -169,7 +175,7 @@ static bool list_one(void *arg, const char *dirname)
 {
 	struct list_ctx *l = arg;
 	struct template_info t;
-	if (template_load(l->a, dirname, &t) == 0)
+	if (template_load(l->a, dirname, &t) == 0 && !t.fork)
 		write_template(&t, l->w);
 	template_info_clear(&t);
 	return true;
@@ -182,7 +188,7 @@ static void list_templates(struct api *a, struct http_conn *c)
 	jw_init(&w, &b);
 	jw_arr(&w);
 	struct list_ctx l = {.a = a, .w = &w};
-	each_template(a, list_one, &l);
+	template_each(a, list_one, &l);
 	jw_end(&w);
 	respond_json(c, 200, &b);
 }

@@ -647,13 +647,15 @@ static int init_body(const char *init_json, struct buf *out, const char **token,
 	return 0;
 }
 
-static int post_init(const struct vm_paths *p, const char *init_json, char *err, size_t errsz)
+static int post_init(const struct vm_paths *p, const struct vm_spec *s, char *err, size_t errsz)
 {
 	struct buf body = BUF_INIT, hdr = BUF_INIT;
 	const char *token = NULL;
 	struct json *doc = NULL;
 	int rc = -1;
-	if (init_body(init_json, &body, &token, &doc, err, errsz) == 0) {
+	if (init_body(s->init_json, &body, &token, &doc, err, errsz) == 0) {
+		if (s->guest_token)
+			token = s->guest_token;
 		const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
 		if (token && *token) {
 			buf_printf(&hdr, "X-Access-Token: %s", token);
@@ -975,7 +977,7 @@ static pid_t restore_sandbox(const struct vm_spec *s, const struct vm_paths *p, 
 			      "--serial", (char *)p->console, "--id",		(char *)s->id,	  NULL};
 	pid_t pid = spawn_session(argv, p->log, why, sizeof why);
 	if (pid > 0 && wait_agent(pid, p, RESTORE_AGENT_MS, why, sizeof why) == 0 &&
-	    post_init(p, s->init_json, why, sizeof why) == 0) {
+	    post_init(p, s, why, sizeof why) == 0) {
 		log_info(event, "sandbox=%s pid=%d from %s, agent ready in %llu ms", s->id, (int)pid, snap_dir,
 			 (unsigned long long)(mono_ms() - t0));
 		return pid;
@@ -1106,8 +1108,7 @@ int vm_claim(pid_t pid, const struct vm_spec *s, char *err, size_t errsz)
 		return -1;
 	}
 	if (control_op(p.control, "resume", CONTROL_SLOW_MS, why, sizeof why) == 0 &&
-	    wait_agent(pid, &p, RESTORE_AGENT_MS, why, sizeof why) == 0 &&
-	    post_init(&p, s->init_json, why, sizeof why) == 0) {
+	    wait_agent(pid, &p, RESTORE_AGENT_MS, why, sizeof why) == 0 && post_init(&p, s, why, sizeof why) == 0) {
 		log_info("vm.claim", "sandbox=%s pid=%d resumed, agent has its identity in %llu ms", s->id, (int)pid,
 			 (unsigned long long)(mono_ms() - t0));
 		return 0;
@@ -1239,6 +1240,75 @@ int vm_pause(pid_t pid, const struct vm_spec *s, char *err, size_t errsz)
 	unlink(p.layer); /* every cluster it held is in paused/disk0.layer */
 	log_info("vm.pause", "sandbox=%s paused into %s: snapshot %llu ms, total %llu ms", s->id, p.paused,
 		 (unsigned long long)snap_ms, (unsigned long long)(mono_ms() - t0));
+	return 0;
+}
+
+/* Hard links of a paused sandbox's snapshot files into dir. */
+static int link_snapshot(const char *from, const char *dir, char *err, size_t errsz)
+{
+	DIR *d = opendir(from);
+	if (!d) {
+		seterr(err, errsz, "%s: %s", from, strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		char src[VM_PATH_MAX], dst[VM_PATH_MAX];
+		if (e->d_name[0] == '.' || path_join(src, from, e->d_name) || path_join(dst, dir, e->d_name))
+			continue;
+		if (link(src, dst) < 0) {
+			seterr(err, errsz, "link %s: %s", src, strerror(errno));
+			rc = -1;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+int vm_checkpoint(pid_t pid, const struct vm_spec *s, const char *snap_dir, char *err, size_t errsz)
+{
+	struct vm_paths p;
+	char tmp[VM_PATH_MAX] = "", why[512] = "";
+	if (make_paths(s, &p, err, errsz) < 0)
+		return -1;
+	uint64_t t0 = mono_ms();
+	bool running = pid > 0;
+	if (running && (process_ended(pid, NULL) || !is_vmm_of(pid, p.control))) {
+		seterr(err, errsz, "sandbox=%s: pid %d is not its running VMM", s->id, (int)pid);
+		return -1;
+	}
+	int rc = snapshot_tmpdir(snap_dir, tmp, why, sizeof why);
+	if (rc == 0 && running) {
+		rc = control_op(p.control, "pause", CONTROL_SLOW_MS, why, sizeof why);
+		if (rc == 0) {
+			rc = control_snapshot(p.control, tmp, why, sizeof why);
+			char rwhy[256];
+			if (control_op(p.control, "resume", CONTROL_SLOW_MS, rwhy, sizeof rwhy) < 0) {
+				log_error("vm.checkpoint", "sandbox=%s did not resume after its snapshot: %s", s->id,
+					  rwhy);
+				if (rc == 0) {
+					seterr(why, sizeof why, "resume after the snapshot: %s", rwhy);
+					rc = -1;
+				}
+			}
+		}
+	} else if (rc == 0) {
+		rc = link_snapshot(p.paused, tmp, why, sizeof why);
+	}
+	if (rc == 0 && rename(tmp, snap_dir) < 0) {
+		seterr(why, sizeof why, "rename %s: %s", tmp, strerror(errno));
+		rc = -1;
+	}
+	if (rc < 0) {
+		if (tmp[0])
+			remove_flat_dir(tmp);
+		seterr(err, errsz, "sandbox=%s: snapshot: %s", s->id, why);
+		log_error("vm.checkpoint", "%s", err);
+		return -1;
+	}
+	log_info("vm.checkpoint", "sandbox=%s %s into %s in %llu ms", s->id, running ? "snapshotted" : "linked",
+		 snap_dir, (unsigned long long)(mono_ms() - t0));
 	return 0;
 }
 

@@ -37,6 +37,10 @@ struct vm_spec {
 	 * snapshot share their randomness. An "accessToken" in it is also sent
 	 * as X-Access-Token, which a resumed agent asks for. NULL: "{}". */
 	const char *init_json;
+	/* The access token the snapshot's agent already holds, when that is not
+	 * the init's own: a template made from a snapshot of a secure sandbox.
+	 * Sent as X-Access-Token instead. NULL: the init's token. */
+	const char *guest_token;
 	/* NULL: cube-vmm next to the running program, else /usr/bin/cube-vmm. */
 	const char *vmm_path;
 };
@@ -81,6 +85,14 @@ pid_t vm_prestart(const struct vm_spec *spec, char *err, size_t errsz);
  * and its run_dir and layer removed, so the caller can start the sandbox
  * cold with the same spec. */
 int vm_claim(pid_t pid, const struct vm_spec *spec, char *err, size_t errsz);
+
+/* A snapshot of the sandbox in snap_dir (which must not exist), as
+ * template_build leaves one: state, memory and its disk flattened into
+ * disk0.layer. A running sandbox (pid > 0) is paused for the snapshot and
+ * resumed after it, keeping its identity and its end time; a paused one
+ * (pid <= 0) has its paused/ snapshot hard-linked. 0, or -1 with err set and
+ * nothing left in snap_dir. */
+int vm_checkpoint(pid_t pid, const struct vm_spec *spec, const char *snap_dir, char *err, size_t errsz);
 
 /* The process exists, is the VMM of this sandbox (its command line names
  * <run_dir>/control.sock) and its control socket answers a ping. */

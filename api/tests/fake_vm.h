@@ -29,6 +29,9 @@ static bool fake_fail_start;
 /* Fail only this many next starts (a guest that did not come up once). */
 static int fake_fail_starts_once;
 static char fake_last_init[8192];
+static char fake_last_guest_token[256]; /* spec->guest_token of the last start or claim */
+static int fake_checkpoints;
+static bool fake_fail_checkpoint;
 static int fake_stops, fake_pauses, fake_resumes, fake_builds;
 /* The warm pool: restores left paused, claims of them, and cold starts. */
 static int fake_prestarts, fake_claims, fake_starts;
@@ -44,6 +47,7 @@ static pid_t fake_new_pid(const struct vm_spec *spec)
 	fake_alive_tab[n] = true;
 	if (spec->init_json)
 		snprintf(fake_last_init, sizeof fake_last_init, "%s", spec->init_json);
+	snprintf(fake_last_guest_token, sizeof fake_last_guest_token, "%s", spec->guest_token ? spec->guest_token : "");
 	pthread_mutex_unlock(&fake_mu);
 	return FAKE_PID_BASE + n;
 }
@@ -136,6 +140,31 @@ static int fake_pause(pid_t pid, const struct vm_spec *spec, char *err, size_t e
 	return 0;
 }
 
+/* A running sandbox (its fake pid alive) or a paused one (paused/ there):
+ * snap_dir gets a state file, as vm_checkpoint leaves it. */
+static int fake_checkpoint(pid_t pid, const struct vm_spec *spec, const char *snap_dir, char *err, size_t errsz)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/paused", spec->sandbox_dir);
+	pthread_mutex_lock(&fake_mu);
+	bool ok = pid > 0 ? fake_alive_tab[(pid - FAKE_PID_BASE) % FAKE_PIDS] : stat(path, &st) == 0;
+	pthread_mutex_unlock(&fake_mu);
+	if (!ok || fake_fail_checkpoint) {
+		snprintf(err, errsz, "fake backend: %s", ok ? "the snapshot failed" : "nothing to snapshot");
+		return -1;
+	}
+	mkdir(snap_dir, 0755);
+	snprintf(path, sizeof path, "%s/state", snap_dir);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "snapshot of %s\n", spec->id);
+		fclose(f);
+	}
+	__atomic_add_fetch(&fake_checkpoints, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
 /* Set > 0: that many resumes fail the way a guest crash does (the snapshot stays). */
 static int fake_resume_failures;
 
@@ -225,6 +254,7 @@ static const struct vm_ops fake_vm_ops = {
     .alive = fake_alive,
     .prestart = fake_prestart,
     .claim = fake_claim,
+    .checkpoint = fake_checkpoint,
     .template_build = fake_template_build,
 };
 

@@ -638,6 +638,227 @@ TEST(timeout_pause_connect_resume)
 	inst_stop(&in);
 }
 
+static bool template_dir_has(const char *id, const char *file)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/templates/%s/%s", state_dir, id, file);
+	return access(path, F_OK) == 0;
+}
+
+/* How many entries a JSON array answer has that name id under key. */
+static int count_named(const struct json *arr, const char *key, const char *id)
+{
+	int n = 0;
+	for (const struct json *e = arr && arr->type == JSON_ARRAY ? arr->child : NULL; e; e = e->next)
+		n += json_get_str(e, key) && strcmp(json_get_str(e, key), id) == 0;
+	return n;
+}
+
+/* createSnapshot: the running sandbox goes on; the snapshot is a template
+ * that starts sandboxes with its agent's token shown once; listSnapshots
+ * filters; deleteSnapshot is DELETE /templates; the base template stays
+ * while snapshots stack on it. */
+TEST(snapshots_of_a_sandbox_are_templates)
+{
+	struct inst in;
+	if (!CHECK(inst_start(&in, NULL, NULL)))
+		return;
+	char id[64], path[160], st[32];
+	CHECK_EQ_INT(create(&in,
+			    "{\"templateID\":\"base\",\"secure\":true,\"envVars\":{\"FROM\":\"source\"},"
+			    "\"timeout\":600}",
+			    id),
+		     201);
+	struct reply r;
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	char token[128], end_before[64];
+	snprintf(token, sizeof token, "%s",
+		 json_get_str(r.j, "envdAccessToken") ? json_get_str(r.j, "envdAccessToken") : "");
+	snprintf(end_before, sizeof end_before, "%s", json_get_str(r.j, "endAt") ? json_get_str(r.j, "endAt") : "");
+	reply_free(&r);
+
+	snprintf(path, sizeof path, "/sandboxes/%s/snapshots", id);
+	CHECK_EQ_INT(call(&in, "POST", path, "{}", &r), 201);
+	char snap[160];
+	snprintf(snap, sizeof snap, "%s", json_get_str(r.j, "snapshotID") ? json_get_str(r.j, "snapshotID") : "");
+	CHECK(strncmp(snap, "snap-", 5) == 0);
+	CHECK(json_get(r.j, "names") && json_get(r.j, "names")->count == 1);
+	reply_free(&r);
+	/* The source runs on, same end time. */
+	CHECK_STREQ(state_of(&in, id, st, sizeof st), "running");
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	CHECK_STREQ(json_get_str(r.j, "endAt"), end_before);
+	reply_free(&r);
+	CHECK(template_dir_has(snap, "snap/state") && template_dir_has(snap, "guest-token"));
+	char tokpath[600];
+	snprintf(tokpath, sizeof tokpath, "%s/templates/%s/guest-token", state_dir, snap);
+	struct stat sb;
+	CHECK(stat(tokpath, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+
+	/* Named, listed, filtered. */
+	snprintf(path, sizeof path, "/sandboxes/%s/snapshots", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"name\":\"my-snap\"}"), 201);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"name\":\"my-snap\"}"), 409);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"name\":\"base\"}"), 409);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"name\":\"bad name!\"}"), 400);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"name\":\"fork-mine\"}"), 400);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"memory\":false}"), 400);
+	CHECK_EQ_INT(status_of(&in, "POST", "/sandboxes/nosuchsandbox/snapshots", "{}"), 404);
+	snprintf(path, sizeof path, "/snapshots?sandboxID=%s", id);
+	CHECK_EQ_INT(call(&in, "GET", path, NULL, &r), 200);
+	CHECK(r.j && r.j->count == 2 && count_named(r.j, "snapshotID", snap) == 1 &&
+	      count_named(r.j, "snapshotID", "my-snap") == 1);
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "GET", "/snapshots?sandboxID=other", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 0);
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "GET", "/snapshots?limit=1", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 1 && r.next_token[0]);
+	char next[300];
+	snprintf(next, sizeof next, "/snapshots?limit=1&nextToken=%s", r.next_token);
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "GET", next, NULL, &r), 200);
+	CHECK(r.j && r.j->count == 1);
+	reply_free(&r);
+	CHECK_EQ_INT(status_of(&in, "GET", "/snapshots?limit=0", NULL), 400);
+
+	/* A sandbox of the snapshot: the source's env; its agent shown the old token once. */
+	char body[300], clone[64];
+	snprintf(body, sizeof body, "{\"templateID\":\"%s\",\"secure\":false}", snap);
+	CHECK_EQ_INT(create(&in, body, clone), 201);
+	CHECK_STREQ(fake_last_guest_token, token);
+	CHECK(strstr(fake_last_init, "\"FROM\":\"source\"") != NULL);
+	CHECK(strstr(fake_last_init, "\"accessToken\":\"\"") != NULL); /* not secure: the old token is cleared */
+	/* A secure one gets a token of its own. */
+	char clone2[64];
+	snprintf(body, sizeof body, "{\"templateID\":\"%s\"}", snap);
+	CHECK_EQ_INT(create(&in, body, clone2), 201);
+	CHECK_STREQ(fake_last_guest_token, token);
+	CHECK(strstr(fake_last_init, "\"accessToken\":\"") != NULL && strstr(fake_last_init, token) == NULL);
+	snprintf(path, sizeof path, "/sandboxes/%s", clone2);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+
+	/* Deleting: the snapshot while a sandbox uses it, the base while snapshots stack on it. */
+	snprintf(path, sizeof path, "/templates/%s", snap);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 409);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	CHECK_EQ_INT(call(&in, "DELETE", "/templates/base", NULL, &r), 409);
+	CHECK(strstr(r.body, "snapshot") != NULL);
+	reply_free(&r);
+	snprintf(path, sizeof path, "/sandboxes/%s", clone);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	snprintf(path, sizeof path, "/templates/%s", snap);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 404);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/my-snap", NULL), 204);
+	CHECK_EQ_INT(call(&in, "GET", "/snapshots", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 0);
+	reply_free(&r);
+
+	/* A paused sandbox can be snapshotted too; a failed snapshot leaves nothing. */
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\"}", id), 201);
+	snprintf(path, sizeof path, "/sandboxes/%s/pause", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, NULL), 204);
+	snprintf(path, sizeof path, "/sandboxes/%s/snapshots", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"name\":\"of-paused\"}"), 201);
+	CHECK_STREQ(state_of(&in, id, st, sizeof st), "paused");
+	fake_fail_checkpoint = true;
+	CHECK_EQ_INT(call(&in, "POST", path, "{\"name\":\"failing\"}", &r), 500);
+	CHECK(error_shape(&r, 500));
+	reply_free(&r);
+	fake_fail_checkpoint = false;
+	CHECK(!template_dir_has("failing", "template.json"));
+	CHECK_EQ_INT(status_of(&in, "GET", "/templates/failing", NULL), 404);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/of-paused", NULL), 204);
+	inst_stop(&in);
+}
+
+static bool wait_template_gone(const char *id, int ms)
+{
+	for (int i = 0; i < ms / 20; i++) {
+		if (!template_dir_has(id, "template.json"))
+			return true;
+		usleep(20 * 1000);
+	}
+	return false;
+}
+
+/* fork: one snapshot, count sandboxes from it, each on its own; the
+ * snapshot is hidden and goes with its last sandbox. */
+TEST(fork_starts_sandboxes_from_one_snapshot)
+{
+	struct inst in;
+	inst_max_sandboxes = 3; /* the source and two forks: the third is refused on its own */
+	bool started = inst_start(&in, NULL, NULL);
+	inst_max_sandboxes = 0;
+	if (!CHECK(started))
+		return;
+	char id[64], path[160];
+	CHECK_EQ_INT(create(&in, "{\"templateID\":\"base\",\"metadata\":{\"team\":\"a\"}}", id), 201);
+	struct reply r;
+	snprintf(path, sizeof path, "/sandboxes/%s/fork", id);
+	int checkpoints = fake_checkpoints;
+	CHECK_EQ_INT(call(&in, "POST", path, "{\"count\":3,\"timeout\":120}", &r), 201);
+	CHECK_EQ_INT(fake_checkpoints, checkpoints + 1);
+	CHECK(r.j && r.j->type == JSON_ARRAY && r.j->count == 3);
+	char forks[3][64] = {"", "", ""};
+	int ok = 0, failed = 0;
+	for (const struct json *e = r.j ? r.j->child : NULL; e; e = e->next) {
+		const struct json *sb = json_get(e, "sandbox"), *err = json_get(e, "error");
+		if (sb && json_get_str(sb, "sandboxID"))
+			snprintf(forks[ok++], 64, "%s", json_get_str(sb, "sandboxID"));
+		if (err && json_get_int(err, "code", 0) == 429 && json_get_str(err, "message"))
+			failed++;
+	}
+	if (!CHECK(ok == 2 && failed == 1))
+		fprintf(stderr, "  %s\n", r.body);
+	reply_free(&r);
+	/* The forks are sandboxes like any, with the source's metadata; their template is hidden. */
+	CHECK_EQ_INT(call(&in, "GET", "/v2/sandboxes?metadata=team%3Da", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 3); /* the source and two forks */
+	char tpl[160] = "";
+	for (const struct json *e = r.j ? r.j->child : NULL; e; e = e->next)
+		if (strcmp(json_get_str(e, "sandboxID"), id) != 0)
+			snprintf(tpl, sizeof tpl, "%s", json_get_str(e, "templateID"));
+	reply_free(&r);
+	CHECK(strncmp(tpl, "fork-", 5) == 0);
+	CHECK_EQ_INT(call(&in, "GET", "/snapshots", NULL, &r), 200);
+	CHECK(r.j && r.j->count == 0);
+	reply_free(&r);
+	CHECK_EQ_INT(call(&in, "GET", "/templates", NULL, &r), 200);
+	CHECK_EQ_INT(count_named(r.j, "templateID", tpl), 0);
+	reply_free(&r);
+	CHECK_EQ_INT(status_of(&in, "POST", "/templates", "{\"name\":\"fork-x\",\"fromImage\":\"a/b:1\"}"), 400);
+
+	/* Bad requests. */
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"count\":0}"), 400);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{\"count\":21}"), 400);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "[1]"), 400);
+	CHECK_EQ_INT(status_of(&in, "POST", "/sandboxes/nosuchsandbox/fork", "{}"), 404);
+
+	/* The snapshot stays while a fork lives, and goes with the last. */
+	snprintf(path, sizeof path, "/sandboxes/%s", forks[0]);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	CHECK(template_dir_has(tpl, "template.json"));
+	snprintf(path, sizeof path, "/sandboxes/%s", forks[1]);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	CHECK(wait_template_gone(tpl, 2000));
+
+	/* A fork of a paused sandbox is refused. */
+	snprintf(path, sizeof path, "/sandboxes/%s/pause", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, NULL), 204);
+	snprintf(path, sizeof path, "/sandboxes/%s/fork", id);
+	CHECK_EQ_INT(status_of(&in, "POST", path, "{}"), 409);
+	snprintf(path, sizeof path, "/sandboxes/%s", id);
+	CHECK_EQ_INT(status_of(&in, "DELETE", path, NULL), 204);
+	inst_stop(&in);
+}
+
 TEST(logs_come_from_the_sandbox_console)
 {
 	struct inst in;

@@ -637,6 +637,75 @@ TEST(start_gives_up_on_a_mute_agent)
 	teardown();
 }
 
+/* "CONNECT 49983" answered OK: the stand-in's guest runs (not paused). */
+static bool agent_answers(const char *run_dir)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s/vsock.sock", run_dir);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char line[16] = "";
+	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+		  write(fd, "CONNECT 49983\n", 14) == 14 && read(fd, line, 3) == 3 && strncmp(line, "OK ", 3) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* A running sandbox's snapshot: paused for it, resumed after; a clone of it
+ * shows the token the snapshot's agent holds. A paused one's is linked. */
+TEST(checkpoint_snapshots_a_running_or_paused_sandbox)
+{
+	setup();
+	make_template();
+	struct sbx s;
+	sbx_init(&s, "src1", "{\"sandboxId\":\"src1\",\"accessToken\":\"tok-src\"}");
+	char err[512] = "", snapdir[400], snap[420];
+	pid_t pid = vm_start(&s.spec, err, sizeof err);
+	if (!CHECK(pid > 0)) {
+		fprintf(stderr, "  vm_start: %s\n", err);
+		teardown();
+		return;
+	}
+	snprintf(snapdir, sizeof snapdir, "%s/snaptpl", base);
+	mkdir(snapdir, 0755);
+	snprintf(snap, sizeof snap, "%s/snap", snapdir);
+	if (!CHECK_EQ_INT(vm_checkpoint(pid, &s.spec, snap, err, sizeof err), 0))
+		fprintf(stderr, "  vm_checkpoint: %s\n", err);
+	CHECK(exists(snap, "state") && exists(snap, "memory") && exists(snap, "disk0.layer"));
+	CHECK(vm_alive(pid, &s.spec) && agent_answers(s.run)); /* resumed */
+	/* Once there, it is not overwritten. */
+	CHECK_EQ_INT(vm_checkpoint(pid, &s.spec, snap, err, sizeof err), -1);
+	CHECK(agent_answers(s.run));
+
+	/* A clone: its agent holds tok-src, so the new identity is posted with it. */
+	struct sbx c;
+	sbx_init(&c, "clone1", "{\"sandboxId\":\"clone1\",\"accessToken\":\"tok-new\"}");
+	c.spec.template_dir = snapdir;
+	c.spec.guest_token = "tok-src";
+	pid_t cpid = vm_start(&c.spec, err, sizeof err);
+	if (!CHECK(cpid > 0))
+		fprintf(stderr, "  vm_start of the clone: %s\n", err);
+	CHECK(file_has(c.run, "fake-init.log", "token=tok-src 204"));
+	vm_stop(cpid, &c.spec, 2000);
+	/* Without it the agent refuses the new identity. */
+	sbx_init(&c, "clone2", "{\"sandboxId\":\"clone2\",\"accessToken\":\"tok-new\"}");
+	c.spec.template_dir = snapdir;
+	CHECK_EQ_INT(vm_start(&c.spec, err, sizeof err), -1);
+	CHECK(strstr(err, "401") != NULL);
+
+	/* Paused: its paused/ files hard-linked, nothing started. */
+	CHECK_EQ_INT(vm_pause(pid, &s.spec, err, sizeof err), 0);
+	char snap2[420], a[600], b[600];
+	snprintf(snap2, sizeof snap2, "%s/snap2", snapdir);
+	if (!CHECK_EQ_INT(vm_checkpoint(0, &s.spec, snap2, err, sizeof err), 0))
+		fprintf(stderr, "  vm_checkpoint of a paused one: %s\n", err);
+	snprintf(a, sizeof a, "%s/memory", snap2);
+	snprintf(b, sizeof b, "%s/paused/memory", s.sb);
+	struct stat sa, sb;
+	CHECK(stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_ino == sb.st_ino);
+	teardown();
+}
+
 TEST(pause_and_resume_keep_identity_and_token)
 {
 	setup();
