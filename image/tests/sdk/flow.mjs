@@ -15,7 +15,8 @@
 // setTimeout, getMetrics, getHost to an HTTP server in the sandbox (through
 // the agent's port bridge; a port with nothing listening answers 502), access
 // tokens (secure by default; a wrong X-Access-Token is refused), pause then
-// connect (the file still there, commands still working), kill, expiry after
+// connect (the file still there, commands still working), createSnapshot, a
+// sandbox from it, listSnapshots, fork and deleteSnapshot, kill, expiry after
 // a short setTimeout, N concurrent creates (CUBE_SDK_CONCURRENT), a wrong API key, an unknown
 // template.
 //
@@ -211,6 +212,44 @@ async function pauseConnect(sbx, file, payload) {
   return again
 }
 
+/** createSnapshot of the running sandbox (it goes on), a sandbox from the
+ *  snapshot with the file and a background process the source had,
+ *  listSnapshots by sandbox, fork({count: 2}) with the file in each fork,
+ *  deleteSnapshot. Skipped by an SDK without them. */
+async function snapshotFork(sbx, file, payload) {
+  if (typeof sbx.createSnapshot !== 'function' || typeof sbx.fork !== 'function') {
+    console.log(`skip snapshotFork (${pkg} ${version} has no createSnapshot/fork)`)
+    return
+  }
+  await sbx.commands.run('sleep 4242', { background: true, ...REQ })
+  const t0 = Date.now()
+  const snap = await sbx.createSnapshot(REQ)
+  const took = (Date.now() - t0) / 1000
+  const r = await sbx.commands.run(`cat ${file}`, { timeoutMs: 120_000, ...REQ })
+  check(r.stdout === payload, `the source after its snapshot: ${JSON.stringify(r)}`)
+  const listed = (await Sandbox.listSnapshots({ sandboxId: sbx.sandboxId, ...REQ }).nextItems()).map((s) => s.snapshotId)
+  check(listed.includes(snap.snapshotId), `listSnapshots({sandboxId}): ${JSON.stringify(listed)} lacks ${snap.snapshotId}`)
+  const made = []
+  try {
+    const clone = await Sandbox.create(snap.snapshotId, { timeoutMs: 300_000, ...REQ })
+    made.push(clone)
+    const back = await clone.files.read(file, REQ)
+    check(back === payload, `the snapshot's sandbox: files.read ${JSON.stringify(back)}, want ${JSON.stringify(payload)}`)
+    const p = await clone.commands.run("grep -l '^sleep$' /proc/[0-9]*/comm | wc -l", { timeoutMs: 120_000, ...REQ })
+    check(!['', '0'].includes(p.stdout.trim()), `the snapshot's sandbox has no sleep 4242: ${JSON.stringify(p)}`)
+    const forks = await sbx.fork({ count: 2, ...REQ })
+    made.push(...forks.filter((f) => !(f instanceof Error)))
+    check(forks.length === 2 && forks.every((f) => !(f instanceof Error)), `fork({count: 2}): ${forks.map(String)}`)
+    for (const f of forks) check((await f.files.read(file, REQ)) === payload, `fork ${f.sandboxId} lacks the file`)
+  } finally {
+    await Promise.all(made.map((s) => s.kill(REQ).catch(() => {})))
+  }
+  check((await Sandbox.deleteSnapshot(snap.snapshotId, REQ)) === true, 'deleteSnapshot did not return true')
+  check((await Sandbox.deleteSnapshot(snap.snapshotId, REQ)) === false, 'a second deleteSnapshot found it')
+  ok('snapshotFork', `snapshot ${snap.snapshotId} in ${took.toFixed(2)} s (source runs on), its sandbox has the file ` +
+    'and the process, listed by sandbox, fork({count: 2}) both with the file, deleted')
+}
+
 /** setTimeout(short): the TTL ends the sandbox (isRunning false, not listed). */
 async function expiry(tag) {
   const sbx = await Sandbox.create('base', { metadata: { suite: 'image-sdk', run: tag + '-ttl' }, timeoutMs: 120_000, ...REQ })
@@ -317,6 +356,7 @@ async function lifecycle(tag) {
     else console.log('skip getHost (run with one SDK of each language: the URL is the same in all)')
     await accessToken(sbx)
     sbx = await pauseConnect(sbx, '/tmp/cube-sdk/hello.txt', payload)
+    await snapshotFork(sbx, '/tmp/cube-sdk/hello.txt', payload)
   } catch (e) {
     await sbx.kill(REQ).catch(() => {})
     throw e

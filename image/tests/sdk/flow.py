@@ -10,7 +10,8 @@ Steps: create (metadata, envVars), commands, files, list by metadata,
 set_timeout, metrics, get_host to an HTTP server in the sandbox (through the
 agent's port bridge; a port with nothing listening answers 502), access
 tokens (secure by default; a wrong X-Access-Token is refused), pause then
-connect (the file still there, commands still working), kill, expiry after a
+connect (the file still there, commands still working), create_snapshot, a
+sandbox from it, list_snapshots, fork and delete_snapshot, kill, expiry after a
 short set_timeout, N concurrent creates (CUBE_SDK_CONCURRENT), a wrong API key, an unknown
 template.
 
@@ -195,6 +196,45 @@ def pause_connect(sbx, path, payload):
     return again
 
 
+def snapshot_fork(sbx, path, payload):
+    """create_snapshot of the running sandbox (it goes on), a sandbox from the
+    snapshot with the file and a background process the source had,
+    list_snapshots by sandbox, fork(count=2) with the file in each fork,
+    delete_snapshot. Skipped by an SDK without them."""
+    if not hasattr(sbx, "create_snapshot") or not hasattr(sbx, "fork"):
+        print("skip snapshot_fork (e2b %s has no create_snapshot/fork)" % importlib.metadata.version("e2b"),
+              flush=True)
+        return
+    sbx.commands.run("sleep 4242", background=True, request_timeout=120)
+    t0 = time.monotonic()
+    snap = sbx.create_snapshot(**REQ)
+    took = time.monotonic() - t0
+    r = sbx.commands.run("cat %s" % path, timeout=120, request_timeout=120)
+    check(r.stdout == payload, "the source after its snapshot: %r" % (r,))
+    listed = [s.snapshot_id for s in Sandbox.list_snapshots(sandbox_id=sbx.sandbox_id, **REQ).next_items()]
+    check(snap.snapshot_id in listed, "list_snapshots(sandbox_id): %r lacks %s" % (listed, snap.snapshot_id))
+    made = []
+    try:
+        clone = Sandbox.create(template=snap.snapshot_id, timeout=300, **REQ)
+        made.append(clone)
+        back = clone.files.read(path, request_timeout=120)
+        check(back == payload, "the snapshot's sandbox: files.read %r, want %r" % (back, payload))
+        r = clone.commands.run("grep -l '^sleep$' /proc/[0-9]*/comm | wc -l", timeout=120, request_timeout=120)
+        check(r.stdout.strip() not in ("", "0"), "the snapshot's sandbox has no `sleep 4242`: %r" % (r,))
+        forks = sbx.fork(count=2, **REQ)
+        made += [f for f in forks if not isinstance(f, Exception)]
+        check(len(forks) == 2 and all(not isinstance(f, Exception) for f in forks), "fork(count=2): %r" % forks)
+        for f in forks:
+            check(f.files.read(path, request_timeout=120) == payload, "fork %s lacks the file" % f.sandbox_id)
+    finally:
+        for s in made:
+            s.kill(**REQ)
+    check(Sandbox.delete_snapshot(snap.snapshot_id, **REQ) is True, "delete_snapshot did not return True")
+    check(Sandbox.delete_snapshot(snap.snapshot_id, **REQ) is False, "a second delete_snapshot found it")
+    ok("snapshot_fork", "snapshot %s in %.2f s (source runs on), its sandbox has the file and the process, "
+       "listed by sandbox, fork(count=2) both with the file, deleted" % (snap.snapshot_id, took))
+
+
 def expiry(tag):
     """set_timeout(short): the TTL ends the sandbox (is_running false, not listed)."""
     sbx = Sandbox.create(template="base", timeout=120, metadata={"suite": "image-sdk", "run": tag + "-ttl"}, **REQ)
@@ -296,6 +336,7 @@ def main():
             print("skip get_host (run with one SDK of each language: the URL is the same in all)", flush=True)
         access_token(sbx)
         sbx = pause_connect(sbx, "/tmp/cube-sdk/hello.txt", payload)
+        snapshot_fork(sbx, "/tmp/cube-sdk/hello.txt", payload)
     except BaseException:
         sbx.kill(**REQ)
         raise
