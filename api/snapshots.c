@@ -511,23 +511,11 @@ static bool list_one(void *arg, const char *dirname)
 	return true;
 }
 
-static char *query_value(const char *query, const char *key)
-{
-	size_t kl = strlen(key);
-	for (const char *p = query; p && *p;) {
-		size_t n = strcspn(p, "&");
-		if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=')
-			return http_url_decode(p + kl + 1, n - kl - 1, true);
-		p += n + (p[n] == '&');
-	}
-	return NULL;
-}
-
 static void list_snapshots(struct api *a, struct http_conn *c, struct http_req *req)
 {
-	const char *q = req->query ? req->query : "";
-	char *sandbox = query_value(q, "sandboxID"), *name = query_value(q, "name"),
-	     *after = query_value(q, "nextToken"), *limit = query_value(q, "limit");
+	const char *q = req->query;
+	char *sandbox = http_query_get(q, "sandboxID"), *name = http_query_get(q, "name"),
+	     *after = http_query_get(q, "nextToken"), *limit = http_query_get(q, "limit");
 	struct list_ctx *l = calloc(1, sizeof *l);
 	if (!l)
 		abort();
