@@ -448,25 +448,6 @@ static void parse_config(const char *text, size_t len, const char *path, struct 
 	json_free(doc);
 }
 
-static char *read_small(const char *path, size_t max, size_t *len)
-{
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return NULL;
-	char *text = malloc(max + 1);
-	if (!text)
-		abort();
-	*len = fread(text, 1, max + 1, f);
-	fclose(f);
-	if (*len > max) {
-		free(text);
-		errno = EFBIG;
-		return NULL;
-	}
-	text[*len] = '\0';
-	return text;
-}
-
 static void scan_config(const struct api *a, struct scan_job *j)
 {
 	char path[4096];
@@ -486,7 +467,7 @@ static void scan_config(const struct api *a, struct scan_job *j)
 	if (!now.seen)
 		return; /* removed: back to the default for every template */
 	size_t len;
-	char *text = read_small(path, POOL_CONFIG_MAX, &len);
+	char *text = file_read_all(path, POOL_CONFIG_MAX, &len);
 	if (!text) {
 		log_warn("pool.config", "cannot read %s: %s: default sizes", path, strerror(errno));
 		return;
@@ -521,7 +502,7 @@ static void scan_templates(const struct api *a, struct scan_job *j)
 		char path[4096 + 300];
 		size_t len;
 		snprintf(path, sizeof path, "%s/%s/template.json", dir, e->d_name);
-		char *text = read_small(path, POOL_CONFIG_MAX, &len);
+		char *text = file_read_all(path, POOL_CONFIG_MAX, &len);
 		struct json *doc = text ? json_parse(text, len, NULL, 0) : NULL;
 		free(text);
 		const char *state = json_get_str(doc, "state"), *name = json_get_str(doc, "name");
@@ -725,7 +706,7 @@ static void leftover_one(struct leftovers_job *j, const char *dir, const char *n
 		return;
 	}
 	size_t len;
-	char *text = read_small(path, POOL_CONFIG_MAX, &len);
+	char *text = file_read_all(path, POOL_CONFIG_MAX, &len);
 	struct json *doc = text ? json_parse(text, len, NULL, 0) : NULL;
 	free(text);
 	const char *tpl = json_get_str(doc, "template");

@@ -269,36 +269,6 @@ void sandbox_copy(struct sandbox *dst, const struct sandbox *src)
 
 /* --- files --------------------------------------------------------------- */
 
-static char *read_small_file(const char *path, size_t max, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	struct buf b = BUF_INIT;
-	for (;;) {
-		char *p = buf_reserve(&b, 65536);
-		ssize_t n = read(fd, p, 65536);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0 || b.len + (size_t)n > max) {
-			int e = n < 0 ? errno : (n > 0 ? EFBIG : 0);
-			if (e) {
-				close(fd);
-				buf_free(&b);
-				errno = e;
-				return NULL;
-			}
-			break;
-		}
-		buf_commit(&b, (size_t)n);
-	}
-	close(fd);
-	*len = b.len;
-	if (!b.data)
-		buf_puts(&b, "");
-	return buf_steal(&b);
-}
-
 int registry_load(const char *state_dir, const char *id, struct sandbox *rec)
 {
 	memset(rec, 0, sizeof *rec);
@@ -309,7 +279,7 @@ int registry_load(const char *state_dir, const char *id, struct sandbox *rec)
 	char path[4096];
 	snprintf(path, sizeof path, "%s/sandboxes/%s/sandbox.json", state_dir, id);
 	size_t len;
-	char *text = read_small_file(path, SANDBOX_JSON_MAX, &len);
+	char *text = file_read_all(path, SANDBOX_JSON_MAX, &len);
 	if (!text)
 		return -1;
 	char err[160];
