@@ -90,20 +90,6 @@ int cli_endpoint_default(const char *api, struct cli_endpoint *ep, char *err, si
 	return cli_endpoint_parse(DEFAULT_API, ep, err, errsz);
 }
 
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-		return fd;
-	int e = errno;
-	if (fd >= 0)
-		close(fd);
-	errno = e;
-	return -1;
-}
-
 /* --- calls --------------------------------------------------------------------------- */
 
 struct cli_ctx {
@@ -134,7 +120,7 @@ static int call_with(struct cli_ctx *x, const char *method, const char *path, co
 {
 	char where[600];
 	describe_endpoint(&x->ep, where, sizeof where);
-	int fd = x->ep.is_unix ? connect_unix(x->ep.path) : http_connect_tcp(x->ep.host, x->ep.port, 5000);
+	int fd = x->ep.is_unix ? http_connect_unix(x->ep.path) : http_connect_tcp(x->ep.host, x->ep.port, 5000);
 	if (fd < 0) {
 		fprintf(x->err, "%s: cannot reach the api at %s: %s\n", x->a->prog, where, strerror(errno));
 		return -1;

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../lib/http.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "apicore.h"
@@ -93,25 +94,14 @@ void metrics_write(const struct metrics_sample *s, struct buf *out)
 
 static int connect_unix(const char *path, int timeout_ms, char *err, size_t errsz)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof sa.sun_path) {
-		snprintf(err, errsz, "control socket path too long: %s", path);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = http_connect_unix(path);
 	if (fd < 0) {
-		snprintf(err, errsz, "socket: %s", strerror(errno));
+		snprintf(err, errsz, "control socket %s: %s", path, strerror(errno));
 		return -1;
 	}
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		snprintf(err, errsz, "control socket %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
 	return fd;
 }
 

@@ -359,26 +359,6 @@ static void kill_and_reap(pid_t pid)
 
 /* --- sockets ------------------------------------------------------------------------ */
 
-static int unix_connect(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof sa.sun_path) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
 static int send_all(int fd, const char *p, size_t n)
 {
 	while (n) {
@@ -436,7 +416,7 @@ static int read_line(int fd, char *line, size_t size, uint64_t deadline)
  * not listening yet, a timeout). */
 static int agent_connect(const char *uds, int port, int timeout_ms)
 {
-	int fd = unix_connect(uds);
+	int fd = http_connect_unix(uds);
 	if (fd < 0)
 		return -1;
 	char req[32], line[64];
@@ -494,7 +474,7 @@ static int agent_request(const char *uds, const char *method, const char *target
  * ok, else NULL with err set. */
 static struct json *control_call(const char *ctl, const char *request, int timeout_ms, char *err, size_t errsz)
 {
-	int fd = unix_connect(ctl);
+	int fd = http_connect_unix(ctl);
 	if (fd < 0) {
 		seterr(err, errsz, "control socket %s: %s", ctl, strerror(errno));
 		return NULL;

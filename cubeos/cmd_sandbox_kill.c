@@ -34,27 +34,13 @@ static bool sandbox_id_valid(const char *id)
 	return true;
 }
 
-static int connect_admin_socket(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-		return fd;
-	int e = errno;
-	if (fd >= 0)
-		close(fd);
-	errno = e;
-	return -1;
-}
-
 int sandbox_kill_main(const char *socket_path, const char *id)
 {
 	if (!sandbox_id_valid(id)) {
 		fprintf(stderr, "sandbox kill: \"%.64s\" is not a sandbox id (lowercase letters and digits)\n", id);
 		return 1;
 	}
-	int fd = connect_admin_socket(socket_path);
+	int fd = http_connect_unix(socket_path);
 	if (fd < 0) {
 		fprintf(stderr, "sandbox kill: the api is not answering on %s: %s\n", socket_path, strerror(errno));
 		return 1;

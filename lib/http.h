@@ -151,6 +151,9 @@ struct http_response {
 };
 /* Connects to host:port (numeric or name) with a timeout; returns an fd. */
 int http_connect_tcp(const char *host, int port, int timeout_ms);
+/* Connects to the Unix stream socket at path (a blocking fd, close-on-exec).
+ * -1 with errno set; ENAMETOOLONG when path does not fit a sockaddr_un. */
+int http_connect_unix(const char *path);
 /* Sends one request on fd and reads the response. headers: NULL-terminated
  * list of "Name: value" lines; with "Transfer-Encoding: chunked" among them
  * the body is sent chunked, else with Content-Length. If on_data is set, body

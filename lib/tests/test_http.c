@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1008,4 +1009,32 @@ TEST(server_shuts_down_cleanly)
 		waitpid(server_pid, NULL, 0);
 	}
 	server_pid = 0;
+}
+
+TEST(connect_unix_reaches_a_listener_and_names_what_fails)
+{
+	char path[108];
+	snprintf(path, sizeof path, "/tmp/test_http.%d.sock", (int)getpid());
+	unlink(path);
+	CHECK(http_connect_unix(path) < 0 && errno == ENOENT);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (!CHECK(l >= 0 && bind(l, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(l, 1) == 0))
+		return;
+	int fd = http_connect_unix(path);
+	CHECK(fd >= 0);
+	CHECK(fd >= 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC) && write(fd, "x", 1) == 1);
+	int c = accept(l, NULL, NULL);
+	char b = 0;
+	CHECK(c >= 0 && read(c, &b, 1) == 1 && b == 'x');
+	close(c);
+	close(fd);
+	close(l);
+	unlink(path);
+	char longpath[200];
+	memset(longpath, 'a', sizeof longpath - 1);
+	longpath[0] = '/';
+	longpath[sizeof longpath - 1] = '\0';
+	CHECK(http_connect_unix(longpath) < 0 && errno == ENAMETOOLONG);
 }
