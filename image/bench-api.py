@@ -44,8 +44,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "tests"))
 
 from imagetest import PANIC, PANIC_ATTEMPTS, Fail, boot, command, first_boot_password, login, poweroff  # noqa: E402
-from test_sdk import admin_key, forwarded_vm  # noqa: E402
-from test_templates import wait_templates_ready  # noqa: E402
+from test_sdk import admin_key, forwarded_vm, wait_templates_ready  # noqa: E402
+from test_templates import TEMPLATES  # noqa: E402
 
 SERIAL = int(os.environ.get("BENCH_SERIAL", "20"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "10"))
@@ -417,7 +417,7 @@ def run():
         secs = boot(vm)
         app = Appliance(api_port, proxy_port, admin_key(vm))
         progress("boot.done after %.1f s; waiting for the templates" % secs)
-        build = wait_templates_ready("http://127.0.0.1:%d" % api_port, app.key)
+        build = wait_templates_ready("http://127.0.0.1:%d" % api_port, app.key, TEMPLATES)
         progress("templates ready %.0f s later" % build)
         status, tpl = app.call("GET", "/templates/base")
         shape = "%s vCPU, %s MiB" % (tpl.get("cpuCount"), tpl.get("memoryMB")) if status == 200 else "?"

@@ -85,23 +85,25 @@ def api(url, key, path, method="GET", body=None, timeout=30):
         return status, text
 
 
-def wait_base_ready(url, key):
-    """Polls GET /templates until base is ready; returns the seconds it took."""
+def wait_templates_ready(url, key, names=("base",)):
+    """Polls GET /templates until every template in names is ready; the seconds it took.
+    A failed build ends the wait at once."""
     t0 = time.monotonic()
     last = None
     while time.monotonic() - t0 < TEMPLATE_TIMEOUT:
         try:
             status, body = api(url, key, "/templates")
             last = (status, body)
-            base = [t for t in body if t.get("templateID") == "base"] if status == 200 and isinstance(body, list) else []
-            if base and base[0].get("buildStatus") == "ready":
+            states = {t.get("templateID"): t for t in body} if status == 200 and isinstance(body, list) else {}
+            for name in names:
+                if states.get(name, {}).get("buildStatus") == "error":
+                    raise Fail("the %s template build failed: %r" % (name, states[name]))
+            if all(states.get(n, {}).get("buildStatus") == "ready" for n in names):
                 return time.monotonic() - t0
-            if base and base[0].get("buildStatus") == "error":
-                raise Fail("the base template build failed: %r" % base[0])
         except (OSError, urllib.error.URLError) as e:
             last = e  # the api (or QEMU's forward) is not up yet
         time.sleep(2)
-    raise Fail("base template not ready after %d s (last answer %r)" % (TEMPLATE_TIMEOUT, last))
+    raise Fail("%s not ready after %d s (last answer %r)" % (", ".join(names), TEMPLATE_TIMEOUT, last))
 
 
 def guest_release():
@@ -263,7 +265,7 @@ def test_sdk():
         secs = boot(vm)
         key = admin_key(vm)
         url = "http://127.0.0.1:%d" % api_port
-        build = wait_base_ready(url, key)
+        build = wait_templates_ready(url, key)
         env = sdk_env(api_port, proxy_port, key)
         results, skipped = [], []
         for name, argv in flows():

@@ -59,7 +59,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # test_sdk, next to this file
 
 from imagetest import LOGDIR, TMP, Fail, Lan, Vm, boot, command, first_boot_password, login, poweroff
-from test_sdk import SDK_JS, admin_key, flows, run_flow, sdk_env, wait_base_ready
+from test_sdk import SDK_JS, admin_key, flows, run_flow, sdk_env, wait_templates_ready
 
 DOMAIN = "cubeos.local"
 CA_BANNER = rb"appliance CA SHA-256: +([0-9A-F:]{95})"
@@ -266,7 +266,7 @@ def test_sdk_https():
         if not fp:
             raise Fail("no appliance CA fingerprint in the first-boot banner")
         wait_dhcp(vm)
-        build = lan.call(wait_base_ready, "http://%s:3000" % Lan.APPLIANCE, key)
+        build = lan.call(wait_templates_ready, "http://%s:3000" % Lan.APPLIANCE, key)
         vm.pos = 0
         notes = login(vm, first_boot_password(vm), wrong_first=False)
         pem, fingerprint = console_ca(vm, fp.group(1).decode())

@@ -14,34 +14,12 @@ shows both templates ready.
 import os
 import re
 import sys
-import time
-import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # test_sdk, next to this file
 from imagetest import Fail, boot, command, first_boot_password, login, poweroff
-from test_sdk import HERE, SDK_JS, TEMPLATE_TIMEOUT, admin_key, api, forwarded_vm, run_flow, sdk_env, venv_for
+from test_sdk import HERE, SDK_JS, admin_key, forwarded_vm, run_flow, sdk_env, venv_for, wait_templates_ready
 
 TEMPLATES = ("base", "code-interpreter-v1")
-
-
-def wait_templates_ready(url, key):
-    """Polls GET /templates until every default template is ready; the seconds it took."""
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() - t0 < TEMPLATE_TIMEOUT:
-        try:
-            status, body = api(url, key, "/templates")
-            last = (status, body)
-            states = {t.get("templateID"): t for t in body} if status == 200 and isinstance(body, list) else {}
-            for name in TEMPLATES:
-                if states.get(name, {}).get("buildStatus") == "error":
-                    raise Fail("the %s template build failed: %r" % (name, states[name]))
-            if all(states.get(n, {}).get("buildStatus") == "ready" for n in TEMPLATES):
-                return time.monotonic() - t0
-        except (OSError, urllib.error.URLError) as e:
-            last = e
-        time.sleep(3)
-    raise Fail("templates not ready after %d s (last answer %r)" % (TEMPLATE_TIMEOUT, last))
 
 
 def template_flows():
@@ -63,7 +41,7 @@ def test_templates():
         secs = boot(vm)
         key = admin_key(vm)
         url = "http://127.0.0.1:%d" % api_port
-        build = wait_templates_ready(url, key)
+        build = wait_templates_ready(url, key, TEMPLATES)
         env = sdk_env(api_port, proxy_port, key)
         results = ["%s (%s)" % (name, run_flow(name, argv, env)) for name, argv in template_flows()]
         vm.pos = 0
