@@ -28,8 +28,10 @@
 #include "fake_vm.h"
 #include "../../lib/tests/test.h"
 
-#define KEY  "e2b_0123456789abcdef0123456789abcdef01234567"
-#define KEY2 "e2b_fedcba9876543210fedcba9876543210fedcba98"
+#define KEY		"e2b_0123456789abcdef0123456789abcdef01234567"
+#define KEY2		"e2b_fedcba9876543210fedcba9876543210fedcba98"
+#define API_HARNESS_KEY KEY
+#include "api_harness.h"
 
 static char state_dir[256], run_dir[256];
 
@@ -109,40 +111,6 @@ static void setup_state(void)
 
 /* --- fixture: an api instance on a thread -------------------------------------------- */
 
-struct inst {
-	struct loop *loop;
-	struct api *api;
-	pthread_t thread;
-	int port;
-	int stop_pipe[2];
-	struct loop_io stop_io;
-};
-
-static void on_stop_pipe(void *arg, uint32_t ev)
-{
-	struct inst *in = arg;
-	loop_stop(in->loop);
-}
-
-static void *inst_main(void *arg)
-{
-	struct inst *in = arg;
-	loop_run(in->loop);
-	return NULL;
-}
-
-static int listen_loopback(int *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof a;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &al) < 0)
-		return -1;
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
 /* The warm pool of the next inst_start (0: none). */
 static int inst_pool_size;
 static unsigned inst_pool_interval_ms;
@@ -155,8 +123,6 @@ static const char *inst_templates_dir = "/nonexistent/templates";
 static bool inst_start(struct inst *in, const char *kernel, const char *rootfs)
 {
 	setup_state();
-	memset(in, 0, sizeof *in);
-	in->loop = loop_new();
 	struct api_config cfg = {.state_dir = state_dir,
 				 .run_dir = run_dir,
 				 .ttl_interval_ms = 100,
@@ -168,93 +134,10 @@ static bool inst_start(struct inst *in, const char *kernel, const char *rootfs)
 				 .templates_dir = inst_templates_dir,
 				 .max_sandboxes = inst_max_sandboxes,
 				 .meminfo_path = inst_meminfo};
-	in->api = api_new(in->loop, &cfg, &fake_vm_ops);
-	int lfd = listen_loopback(&in->port);
-	if (!in->api || lfd < 0 || http_server_listen_fd(api_server(in->api), lfd) < 0 || pipe(in->stop_pipe) < 0)
-		return false;
-	loop_io_add(in->loop, &in->stop_io, in->stop_pipe[0], EPOLLIN, on_stop_pipe, in);
-	return pthread_create(&in->thread, NULL, inst_main, in) == 0;
-}
-
-static void inst_stop(struct inst *in)
-{
-	if (write(in->stop_pipe[1], "x", 1) != 1)
-		abort();
-	pthread_join(in->thread, NULL);
-	loop_io_del(in->loop, &in->stop_io);
-	close(in->stop_pipe[0]);
-	close(in->stop_pipe[1]);
-	api_free(in->api);
-	loop_free(in->loop);
+	return inst_run(in, &cfg, &fake_vm_ops);
 }
 
 /* --- client -------------------------------------------------------------------------- */
-
-struct reply {
-	int status;
-	struct json *j; /* parsed body, NULL if empty or not JSON */
-	char next_token[256];
-	char retry_after[16];
-	char body[4096];
-};
-
-static void reply_free(struct reply *r)
-{
-	json_free(r->j);
-	r->j = NULL;
-}
-
-/* One request; key NULL sends no X-API-Key. extra: one more header line or NULL. */
-static int call_h(struct inst *in, const char *method, const char *target, const char *key, const char *body,
-		  const char *extra, struct reply *r)
-{
-	memset(r, 0, sizeof *r);
-	char keyline[256];
-	const char *headers[4] = {0};
-	int nh = 0;
-	if (key) {
-		snprintf(keyline, sizeof keyline, "x-api-key: %s", key);
-		headers[nh++] = keyline;
-	}
-	if (body)
-		headers[nh++] = "Content-Type: application/json";
-	if (extra)
-		headers[nh++] = extra;
-	int fd = http_connect_tcp("127.0.0.1", in->port, 2000);
-	if (fd < 0)
-		return -1;
-	struct http_response resp;
-	memset(&resp, 0, sizeof resp);
-	int rc = http_request(fd, method, target, headers, body, body ? strlen(body) : 0, &resp, 5000, NULL, NULL);
-	close(fd);
-	if (rc < 0)
-		return -1;
-	r->status = resp.status;
-	const char *t = http_header_get(&resp.head, "X-Next-Token");
-	snprintf(r->next_token, sizeof r->next_token, "%s", t ? t : "");
-	t = http_header_get(&resp.head, "Retry-After");
-	snprintf(r->retry_after, sizeof r->retry_after, "%s", t ? t : "");
-	if (resp.body.len) {
-		snprintf(r->body, sizeof r->body, "%.*s", (int)resp.body.len, resp.body.data);
-		r->j = json_parse(resp.body.data, resp.body.len, NULL, 0);
-	}
-	http_response_free(&resp);
-	return r->status;
-}
-
-static int call(struct inst *in, const char *method, const char *target, const char *body, struct reply *r)
-{
-	return call_h(in, method, target, KEY, body, NULL, r);
-}
-
-/* Status only, reply discarded. */
-static int status_of(struct inst *in, const char *method, const char *target, const char *body)
-{
-	struct reply r;
-	int s = call(in, method, target, body, &r);
-	reply_free(&r);
-	return s;
-}
 
 /* Creates a sandbox; returns its id in id (empty on failure). */
 static int create(struct inst *in, const char *body, char id[64])

@@ -25,7 +25,9 @@
 #include "oci_fixture.h"
 #include "../../lib/tests/test.h"
 
-#define KEY "e2b_0123456789abcdef0123456789abcdef01234567"
+#define KEY		"e2b_0123456789abcdef0123456789abcdef01234567"
+#define API_HARNESS_KEY KEY
+#include "api_harness.h"
 
 static char top[256], state_dir[256], run_dir[256], rootfs[300], not_ext4[300], kernel[300];
 static const char *inst_kernel = kernel;
@@ -117,31 +119,9 @@ static void set_hold(int on)
 	pthread_mutex_unlock(&hold_mu);
 }
 
-struct inst {
-	struct loop *loop;
-	struct api *api;
-	pthread_t thread;
-	int port;
-	int stop_pipe[2];
-	struct loop_io stop_io;
-};
-
-static void on_stop_pipe(void *arg, uint32_t ev)
-{
-	loop_stop(((struct inst *)arg)->loop);
-}
-
-static void *inst_main(void *arg)
-{
-	loop_run(((struct inst *)arg)->loop);
-	return NULL;
-}
-
 static bool inst_start(struct inst *in)
 {
 	setup();
-	memset(in, 0, sizeof *in);
-	in->loop = loop_new();
 	struct vm_ops ops = fake_vm_ops;
 	ops.template_build = steered_build;
 	struct api_config cfg = {.state_dir = state_dir,
@@ -151,70 +131,7 @@ static bool inst_start(struct inst *in)
 				 .base_kernel = inst_kernel,
 				 .base_rootfs = "/nonexistent/rootfs.ext4",
 				 .templates_dir = "/nonexistent/templates"};
-	in->api = api_new(in->loop, &cfg, &ops);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof a;
-	if (!in->api || fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &al) < 0 || http_server_listen_fd(api_server(in->api), fd) < 0 ||
-	    pipe(in->stop_pipe) < 0)
-		return false;
-	in->port = ntohs(a.sin_port);
-	loop_io_add(in->loop, &in->stop_io, in->stop_pipe[0], EPOLLIN, on_stop_pipe, in);
-	return pthread_create(&in->thread, NULL, inst_main, in) == 0;
-}
-
-static void inst_stop(struct inst *in)
-{
-	if (write(in->stop_pipe[1], "x", 1) != 1)
-		abort();
-	pthread_join(in->thread, NULL);
-	loop_io_del(in->loop, &in->stop_io);
-	close(in->stop_pipe[0]);
-	close(in->stop_pipe[1]);
-	api_free(in->api);
-	loop_free(in->loop);
-}
-
-struct reply {
-	int status;
-	struct json *j;
-	char body[8192];
-};
-
-static int call(struct inst *in, const char *method, const char *target, const char *body, struct reply *r)
-{
-	memset(r, 0, sizeof *r);
-	const char *headers[] = {"X-API-Key: " KEY, "Content-Type: application/json", NULL};
-	int fd = http_connect_tcp("127.0.0.1", in->port, 2000);
-	if (fd < 0)
-		return -1;
-	struct http_response resp;
-	int rc = http_request(fd, method, target, headers, body, body ? strlen(body) : 0, &resp, 5000, NULL, NULL);
-	close(fd);
-	if (rc < 0)
-		return -1;
-	r->status = resp.status;
-	if (resp.body.len) {
-		snprintf(r->body, sizeof r->body, "%.*s", (int)resp.body.len, resp.body.data);
-		r->j = json_parse(resp.body.data, resp.body.len, NULL, 0);
-	}
-	http_response_free(&resp);
-	return r->status;
-}
-
-static void reply_free(struct reply *r)
-{
-	json_free(r->j);
-	r->j = NULL;
-}
-
-static int status_of(struct inst *in, const char *method, const char *target, const char *body)
-{
-	struct reply r;
-	int s = call(in, method, target, body, &r);
-	reply_free(&r);
-	return s;
+	return inst_run(in, &cfg, &ops);
 }
 
 /* POST /templates from the test rootfs; the build id in bid. */
