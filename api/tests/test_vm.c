@@ -407,23 +407,33 @@ static bool pid_gone(pid_t pid)
 	return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
+/* What template_build needs: an (empty) kernel and rootfs, and the stand-in
+ * as cube-vmm next to this program, where template_build looks for it. */
+struct build_files {
+	char dir[300], kernel[300], rootfs[300], vmm[600];
+};
+
+static bool build_files_make(struct build_files *b)
+{
+	snprintf(b->dir, sizeof b->dir, "%s/tpl", base);
+	snprintf(b->kernel, sizeof b->kernel, "%s/vmlinux", base);
+	snprintf(b->rootfs, sizeof b->rootfs, "%s/rootfs.ext4", base);
+	close(open(b->kernel, O_WRONLY | O_CREAT, 0644));
+	close(open(b->rootfs, O_WRONLY | O_CREAT, 0644));
+	snprintf(b->vmm, sizeof b->vmm, "%.*s/cube-vmm", (int)(strrchr(self_exe, '/') - self_exe), self_exe);
+	unlink(b->vmm);
+	return CHECK(symlink(self_exe, b->vmm) == 0);
+}
+
 /* A template snapshot as template_build leaves it, made by the stand-in. */
 static void make_template(void)
 {
-	char dir[300], kernel[300], rootfs[300], err[512];
-	snprintf(dir, sizeof dir, "%s/tpl", base);
-	snprintf(kernel, sizeof kernel, "%s/vmlinux", base);
-	snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", base);
-	close(open(kernel, O_WRONLY | O_CREAT, 0644));
-	close(open(rootfs, O_WRONLY | O_CREAT, 0644));
-	/* template_build finds cube-vmm next to this program: put the stand-in there. */
-	char vmm[600];
-	snprintf(vmm, sizeof vmm, "%.*s/cube-vmm", (int)(strrchr(self_exe, '/') - self_exe), self_exe);
-	unlink(vmm);
-	if (!CHECK(symlink(self_exe, vmm) == 0))
+	struct build_files b;
+	char err[512];
+	if (!build_files_make(&b))
 		return;
-	int rc = template_build(dir, kernel, rootfs, 1, 128, NULL, NULL, NULL, err, sizeof err);
-	unlink(vmm);
+	int rc = template_build(b.dir, b.kernel, b.rootfs, 1, 128, NULL, NULL, NULL, err, sizeof err);
+	unlink(b.vmm);
 	if (!CHECK(rc == 0))
 		fprintf(stderr, "  template_build: %s\n", err);
 }
@@ -449,17 +459,12 @@ static void on_progress(void *arg, int pct, const char *phase)
 TEST(template_build_starts_the_start_command_and_waits_for_its_port)
 {
 	setup();
-	char dir[300], kernel[300], rootfs[300], err[1024], vmm[600], start_log[400], init_log[400];
-	snprintf(dir, sizeof dir, "%s/tpl", base);
-	snprintf(kernel, sizeof kernel, "%s/vmlinux", base);
-	snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", base);
+	struct build_files b;
+	build_files_make(&b);
+	const char *dir = b.dir, *kernel = b.kernel, *rootfs = b.rootfs;
+	char err[1024], start_log[400], init_log[400];
 	snprintf(start_log, sizeof start_log, "%s/start.json", base);
 	snprintf(init_log, sizeof init_log, "%s/init.log", base);
-	close(open(kernel, O_WRONLY | O_CREAT, 0644));
-	close(open(rootfs, O_WRONLY | O_CREAT, 0644));
-	snprintf(vmm, sizeof vmm, "%.*s/cube-vmm", (int)(strrchr(self_exe, '/') - self_exe), self_exe);
-	unlink(vmm);
-	CHECK(symlink(self_exe, vmm) == 0);
 	setenv("FAKE_START_LOG", start_log, 1);
 	setenv("FAKE_INIT_LOG", init_log, 1);
 
@@ -501,22 +506,17 @@ TEST(template_build_starts_the_start_command_and_waits_for_its_port)
 	unsetenv("FAKE_START");
 	unsetenv("FAKE_START_LOG");
 	unsetenv("FAKE_INIT_LOG");
-	unlink(vmm);
+	unlink(b.vmm);
 	teardown();
 }
 
 TEST(template_build_snapshots_through_a_temp_dir)
 {
 	setup();
-	char dir[300], kernel[300], rootfs[300], err[512], vmm[600];
-	snprintf(dir, sizeof dir, "%s/tpl", base);
-	snprintf(kernel, sizeof kernel, "%s/vmlinux", base);
-	snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", base);
-	close(open(kernel, O_WRONLY | O_CREAT, 0644));
-	close(open(rootfs, O_WRONLY | O_CREAT, 0644));
-	snprintf(vmm, sizeof vmm, "%.*s/cube-vmm", (int)(strrchr(self_exe, '/') - self_exe), self_exe);
-	unlink(vmm);
-	CHECK(symlink(self_exe, vmm) == 0);
+	struct build_files b;
+	build_files_make(&b);
+	const char *dir = b.dir, *kernel = b.kernel, *rootfs = b.rootfs;
+	char err[512];
 	struct progress_log log = {.last_pct = -1};
 	char ready_log[400], polls[64] = "";
 	snprintf(ready_log, sizeof ready_log, "%s/ready.log", base);
@@ -540,7 +540,7 @@ TEST(template_build_snapshots_through_a_temp_dir)
 	char ls[400];
 	snprintf(ls, sizeof ls, "test \"$(ls %s)\" = snap", dir);
 	CHECK(system(ls) == 0);
-	unlink(vmm);
+	unlink(b.vmm);
 	/* Bad arguments are refused before anything runs. */
 	CHECK_EQ_INT(template_build(dir, "/nonexistent/vmlinux", rootfs, 1, 128, NULL, NULL, NULL, err, sizeof err),
 		     -1);
