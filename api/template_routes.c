@@ -423,13 +423,13 @@ static int query_to_json(const char *query, struct buf *out, char *err, size_t e
 
 /* The body to DIR/templates/.upload-<random> (swept at the next start if
  * the api stops before the build ends). 0, or an HTTP status. */
-static int save_upload(struct api *a, const struct http_req *req, char *path, size_t n, char *err, size_t errsz)
+static int save_upload(struct api *a, struct http_conn *c, char *path, size_t n, char *err, size_t errsz)
 {
 	char dir[4200], tok[SANDBOX_TOKEN_LEN + 1];
 	snprintf(dir, sizeof dir, "%s/templates", a->cfg.state_dir);
 	sandbox_new_token(tok);
 	snprintf(path, n, "%s/.upload-%.16s", dir, tok);
-	if (dir_make_all(dir, 0755) < 0 || file_replace(path, req->body, req->body_len, 0600, false) < 0) {
+	if (dir_make_all(dir, 0755) < 0 || http_req_body_save(c, path, 0600) < 0) {
 		int e = errno;
 		unlink(path);
 		snprintf(err, errsz, "cannot store the upload: %s", strerror(e));
@@ -455,7 +455,7 @@ static void upload_template(struct api *a, struct http_conn *c, struct http_req 
 	}
 	char path[4300] = "", build_id[TBUILD_ID_LEN + 1] = "";
 	if (!status)
-		status = save_upload(a, req, path, sizeof path, err, sizeof err);
+		status = save_upload(a, c, path, sizeof path, err, sizeof err);
 	if (!status) {
 		struct buf opts = BUF_INIT;
 		image_options(j, &opts);

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "json.h"
 #include "log.h"
 
@@ -483,6 +484,33 @@ static bool body_finish(struct http_conn *c)
 	c->req.body = c->spool_map;
 	c->req.body_len = (size_t)c->spool_len;
 	return true;
+}
+
+int http_req_body_save(struct http_conn *c, const char *path, mode_t mode)
+{
+	if (c->spool_fd >= 0) {
+		char fdpath[64];
+		snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", c->spool_fd);
+		if (linkat(AT_FDCWD, fdpath, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) {
+			/* The file is the body now: without the terminator body_finish added. */
+			if (ftruncate(c->spool_fd, (off_t)c->spool_len) == 0 && fchmod(c->spool_fd, mode) == 0)
+				return 0;
+			int e = errno;
+			unlink(path);
+			if (ftruncate(c->spool_fd, (off_t)c->spool_len + 1) < 0)
+				log_warn("http.spool", "cannot restore the body's terminator: %s", strerror(errno));
+			errno = e;
+			return -1;
+		}
+		/* Another file system, or no /proc: copied below. */
+		if (errno != EXDEV && errno != ENOENT && errno != EPERM)
+			return -1;
+	}
+	if (access(path, F_OK) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return file_replace(path, c->req.body, c->req.body_len, mode, false);
 }
 
 static void dispatch(struct http_conn *c)

@@ -60,6 +60,13 @@ struct http_req {
 
 /* Header lookup, case-insensitive; NULL if absent. */
 const char *http_header_get(const struct http_head *h, const char *name);
+struct http_conn;
+/* Stores the body of the request c is handling as the file path (which must
+ * not exist; mode applies). A spooled body is not copied: its spool file
+ * gets the name (same file system as path), so a large upload costs the
+ * loop nothing; that request's body loses its NUL terminator then, so read
+ * req->body no further. 0, or -1 with errno set (path does not exist then). */
+int http_req_body_save(struct http_conn *c, const char *path, mode_t mode);
 static inline const char *http_req_header(const struct http_req *r, const char *name)
 {
 	return http_header_get(&r->head, name);
