@@ -49,7 +49,13 @@ struct cli_create {
 	const char *env[CLI_ENV_MAX];
 	int nenv;      /* --env K=V (repeatable) */
 	bool insecure; /* --insecure-registry */
-	bool wait;     /* --wait: watch the build to its end */
+	/* A private registry: --registry-user U, the password from
+	 * --registry-password-file F or $CUBE_REGISTRY_PASSWORD, and
+	 * --registry-ca FILE (PEM). cli_run reads the files into the two
+	 * strings below, which cli_create_body sends. */
+	const char *registry_user, *registry_password_file, *registry_ca_file;
+	const char *registry_password, *registry_ca_pem;
+	bool wait; /* --wait: watch the build to its end */
 };
 
 struct cli_args {

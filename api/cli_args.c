@@ -194,6 +194,15 @@ static int create_option(struct argv_walk *w, const char *arg, struct cli_create
 		if (!(v = take_value(w, arg, "--start-cmd", err, errsz)))
 			return -1;
 		c->start_cmd = v;
+	} else if (is_flag(arg, "--registry-user")) {
+		if (!(c->registry_user = take_value(w, arg, "--registry-user", err, errsz)))
+			return -1;
+	} else if (is_flag(arg, "--registry-password-file")) {
+		if (!(c->registry_password_file = take_value(w, arg, "--registry-password-file", err, errsz)))
+			return -1;
+	} else if (is_flag(arg, "--registry-ca")) {
+		if (!(c->registry_ca_file = take_value(w, arg, "--registry-ca", err, errsz)))
+			return -1;
 	} else if (is_flag(arg, "--cpu")) {
 		if (int_option(w, arg, "--cpu", 1, CPU_MAX, &n, err, errsz) < 0)
 			return -1;
@@ -274,6 +283,10 @@ static int check_create(struct cli_args *a, char *err, size_t errsz)
 		return fail(err, errsz, "give one of --image and --archive");
 	if (c->archive && c->insecure)
 		return fail(err, errsz, "--insecure-registry is for --image (an --archive is uploaded)");
+	if (!c->image && (c->registry_user || c->registry_password_file || c->registry_ca_file))
+		return fail(err, errsz, "--registry-user, --registry-password-file and --registry-ca are for --image");
+	if (c->registry_password_file && !c->registry_user)
+		return fail(err, errsz, "--registry-password-file needs --registry-user");
 	if (a->cmd == CLI_TPL_CREATE_IMAGE && c->rootfs)
 		return fail(err, errsz, "--rootfs belongs to create-from-rootfs");
 	if (a->cmd == CLI_TPL_CREATE_ROOTFS) {
@@ -348,7 +361,8 @@ int cli_parse(int argc, char **argv, struct cli_args *a, char *err, size_t errsz
 	bool creating = a->cmd == CLI_TPL_CREATE_IMAGE || a->cmd == CLI_TPL_CREATE_ROOTFS;
 	const struct cli_create *c = &a->create;
 	if (!creating && (c->image || c->archive || c->rootfs || c->name || c->layer_mib || c->nports || c->probe ||
-			  c->start_cmd || c->cpus || c->mem_mib || c->nenv || c->insecure || c->wait))
+			  c->start_cmd || c->registry_user || c->registry_password_file || c->registry_ca_file ||
+			  c->cpus || c->mem_mib || c->nenv || c->insecure || c->wait))
 		return fail(err, errsz, "%s %s takes no template options", group, commands[k].name);
 	return creating ? check_create(a, err, errsz) : 0;
 }
@@ -369,12 +383,15 @@ void cli_usage(const char *prog, const char *topic, struct buf *out)
 			   "  tpl create-from-image --image REF|--archive FILE [--name NAME]\n"
 			   "        [--writable-layer-size SIZE] [--expose-port N]... [--probe N] [--cpu N]\n"
 			   "        [--memory MIB] [--env K=V]... [--start-cmd LINE] [--insecure-registry] [--wait]\n"
+			   "        [--registry-user U [--registry-password-file F]] [--registry-ca PEMFILE]\n"
 			   "                                    build a template from an OCI image: a registry\n"
 			   "                                    reference, or a docker-save / OCI layout tarball\n"
 			   "                                    (.tar, .tar.gz) uploaded from this machine. The\n"
 			   "                                    image's ENTRYPOINT/CMD (or --start-cmd; \"\" for\n"
 			   "                                    none) runs before the snapshot, and --probe waits\n"
-			   "                                    until that guest port accepts connections\n"
+			   "                                    until that guest port accepts connections. A private\n"
+			   "                                    registry's password: the file, else\n"
+			   "                                    $CUBE_REGISTRY_PASSWORD\n"
 			   "  tpl create-from-rootfs --rootfs PATH --name NAME [--cpu N] [--memory MIB] [--wait]\n"
 			   "                                    build a template from an ext4 image on the appliance\n"
 			   "  SIZE and MIB: a number of MiB, or with M, G or T (512M, 2G)\n\n");

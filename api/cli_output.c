@@ -257,6 +257,16 @@ void cli_create_body(const struct cli_args *a, struct buf *out)
 		jw_kint(&w, "probePort", c->probe);
 	if (c->start_cmd)
 		jw_kstr(&w, "startCmd", c->start_cmd);
+	if (c->registry_user) {
+		jw_key(&w, "fromImageRegistry");
+		jw_obj(&w);
+		jw_kstr(&w, "type", "registry");
+		jw_kstr(&w, "username", c->registry_user);
+		jw_kstr(&w, "password", c->registry_password ? c->registry_password : "");
+		jw_end(&w);
+	}
+	if (c->registry_ca_pem)
+		jw_kstr(&w, "registryCA", c->registry_ca_pem);
 	if (c->nenv) {
 		jw_key(&w, "envVars");
 		jw_obj(&w);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/fileio.h"
 #include "../lib/http.h"
 #include "cli.h"
 #include "create_req.h"
@@ -442,13 +443,63 @@ static int watch(struct cli_ctx *x, const char *target)
 
 /* --- create -------------------------------------------------------------------------------- */
 
+#define REGISTRY_FILE_MAX (256 * 1024)
+
+/* The private registry's password and CA, read into c (the caller frees
+ * them). 0, or -1 after saying why. */
+static int read_registry_access(struct cli_ctx *x, struct cli_create *c, char **password, char **ca)
+{
+	*password = *ca = NULL;
+	if (c->registry_user) {
+		const char *env = getenv("CUBE_REGISTRY_PASSWORD");
+		if (c->registry_password_file)
+			*password = file_read_all(c->registry_password_file, REGISTRY_FILE_MAX, NULL);
+		else if (env)
+			*password = strdup(env);
+		if (!*password) {
+			fprintf(x->err, "%s: --registry-user %s: %s\n", x->a->prog, c->registry_user,
+				c->registry_password_file ? strerror(errno)
+							  : "no password: give --registry-password-file or set "
+							    "CUBE_REGISTRY_PASSWORD");
+			return -1;
+		}
+		(*password)[strcspn(*password, "\r\n")] = '\0';
+		c->registry_password = *password;
+	}
+	if (c->registry_ca_file) {
+		*ca = file_read_all(c->registry_ca_file, REGISTRY_FILE_MAX, NULL);
+		if (!*ca) {
+			fprintf(x->err, "%s: --registry-ca %s: %s\n", x->a->prog, c->registry_ca_file, strerror(errno));
+			return -1;
+		}
+		c->registry_ca_pem = *ca;
+	}
+	return 0;
+}
+
+static void free_secret(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
 static int create(struct cli_ctx *x)
 {
+	struct cli_args a = *x->a;
+	char *password, *ca;
+	int bad = read_registry_access(x, &a.create, &password, &ca);
 	struct buf body = BUF_INIT;
-	cli_create_body(x->a, &body);
+	if (!bad)
+		cli_create_body(&a, &body);
+	free_secret(password);
+	free(ca);
+	if (bad)
+		return 1;
 	buf_putc(&body, '\0');
 	struct http_response r;
 	int status = x->a->create.archive ? upload(x, &r) : call(x, "POST", "/templates", body.data, &r);
+	explicit_bzero(body.data, body.len);
 	buf_free(&body);
 	if (status < 0)
 		return 1;

@@ -93,6 +93,32 @@ TEST(create_from_an_archive_uploads_with_the_options_in_the_query)
 	buf_free(&b);
 }
 
+/* A private registry: the user and the password (read by cli_run) in E2B's
+ * fromImageRegistry, the CA's PEM as registryCA. */
+TEST(registry_access_goes_in_the_body)
+{
+	struct cli_args a;
+	char err[256] = "";
+	CHECK_EQ_INT(parse(&a, err, "tpl", "create-from-image", "--image", "reg.lan/app:1", "--registry-user", "robot",
+			   "--registry-password-file", "/run/pw", "--registry-ca=/etc/reg-ca.pem", NULL),
+		     0);
+	CHECK_STREQ(a.create.registry_user, "robot");
+	CHECK_STREQ(a.create.registry_password_file, "/run/pw");
+	CHECK_STREQ(a.create.registry_ca_file, "/etc/reg-ca.pem");
+	a.create.registry_password = "s3cret";
+	a.create.registry_ca_pem = "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n";
+	struct buf b = BUF_INIT;
+	cli_create_body(&a, &b);
+	struct json *j = json_parse(b.data, b.len, NULL, 0);
+	const struct json *reg = json_get(j, "fromImageRegistry");
+	CHECK_STREQ(json_get_str(reg, "type"), "registry");
+	CHECK_STREQ(json_get_str(reg, "username"), "robot");
+	CHECK_STREQ(json_get_str(reg, "password"), "s3cret");
+	CHECK(json_get_str(j, "registryCA") && strstr(json_get_str(j, "registryCA"), "BEGIN CERTIFICATE"));
+	json_free(j);
+	buf_free(&b);
+}
+
 TEST(template_is_an_alias_of_tpl_and_options_go_anywhere)
 {
 	struct cli_args a;
@@ -156,6 +182,10 @@ TEST(bad_arguments_are_refused_clearly)
 	    {{"tpl", "create-from-image", "--image", "x", "--archive", "a.tar", NULL}, "one of --image and --archive"},
 	    {{"tpl", "create-from-image", "--archive", "a.tar", "--insecure-registry", NULL}, "--insecure-registry"},
 	    {{"tpl", "create-from-image", "--archive", NULL}, "--archive needs a value"},
+	    {{"tpl", "create-from-image", "--archive", "a.tar", "--registry-user", "u", NULL}, "are for --image"},
+	    {{"tpl", "create-from-image", "--image", "x", "--registry-password-file", "f", NULL},
+	     "needs --registry-user"},
+	    {{"tpl", "list", "--registry-ca", "ca.pem", NULL}, "no template options"},
 	    {{"tpl", "list", "--archive", "a.tar", NULL}, "no template options"},
 	    {{"tpl", "delete", NULL}, "one argument"},
 	    {{"tpl", "delete", "a", "b", NULL}, "unexpected argument \"b\""},

@@ -983,6 +983,29 @@ TEST(registry_credentials_and_ca_are_used_and_never_stored)
 			fprintf(stderr, "  the password is in %s\n", files[i]);
 	CHECK(!path_there("%s/templates/%s/registry-ca.pem", "priv"));
 
+	/* The same through the CLI: the password from a file. */
+	char api[64], pwfile[400], ref[128];
+	snprintf(api, sizeof api, "http://127.0.0.1:%d", in.port);
+	snprintf(pwfile, sizeof pwfile, "%s/src/registry-password", top);
+	write_text(pwfile, "s3cret-Pa55word\n");
+	snprintf(ref, sizeof ref, "127.0.0.1:%d/test/img:single", fk.port);
+	struct cli_run c;
+	cli(&c, "--api", api, "--api-key", KEY, "tpl", "create-from-image", "--image", ref, "--insecure-registry",
+	    "--registry-user", "robot", "--registry-password-file", pwfile, "--name", "cli-priv", "--wait",
+	    "--interval-ms", "20", NULL);
+	if (!CHECK_EQ_INT(c.rc, 0))
+		fprintf(stderr, "  out: %s\n  err: %s\n", c.out, c.err);
+	cli_free(&c);
+	setenv("CUBE_REGISTRY_PASSWORD", "guess", 1);
+	cli(&c, "--api", api, "--api-key", KEY, "tpl", "create-from-image", "--image", ref, "--insecure-registry",
+	    "--registry-user", "robot", "--name", "cli-wrong", "--wait", "--interval-ms", "20", NULL);
+	unsetenv("CUBE_REGISTRY_PASSWORD");
+	CHECK_EQ_INT(c.rc, 1);
+	CHECK(strstr(c.err, "the registry refused access") != NULL);
+	cli_free(&c);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/cli-priv", NULL), 204);
+	CHECK_EQ_INT(status_of(&in, "DELETE", "/templates/cli-wrong", NULL), 204);
+
 	/* A wrong password, or none: the registry's refusal is the reason. */
 	st = build_from(&in, "wrong",
 			"{\"name\":\"wrong\",\"fromImage\":\"127.0.0.1:%d/test/img:single\",\"insecureRegistry\":true,"
