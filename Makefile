@@ -95,6 +95,7 @@ FUZZERS    := $(patsubst lib/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard lib/fuzz/fuzz_*
 include vmm/vmm.mk
 include cubeos/cubeos.mk
 include api/api.mk
+include net/net.mk
 -include kernel/kernel.mk initramfs/initramfs.mk qemu-tests/qemu-tests.mk image/image.mk
 
 $(BUILD)/san/test_%: lib/tests/test_%.c $(LIB_SRCS) $(wildcard lib/*.h lib/fuzz/*.h) lib/tests/test.h
