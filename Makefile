@@ -131,7 +131,7 @@ PY_VENV = $(CUBEOS_CACHE)/venv/$(shell sha256sum agent/tests/sdk-py/requirements
 kernel-test:
 	cd agent/interp && KERNEL_PYTHON=/usr/bin/python3 $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider test_kernel.py
 
-test: all format-check unit fuzz oci-registry-test kernel-test thirdparty thirdparty-test sdk qemu-test image-test
+test: all format-check unit fuzz net-test oci-registry-test kernel-test thirdparty thirdparty-test sdk qemu-test image-test
 
 bench: all
 	bash tools/bench.sh

@@ -1,10 +1,8 @@
 /*
  * netlink.c - RTNETLINK requests (see netlink.h).
  *
- * A request is built in one fixed buffer: the nlmsghdr, the family header
- * (ifinfomsg, ifaddrmsg or rtmsg) and its attributes. A change is sent with
- * NLM_F_ACK and answered by one NLMSG_ERROR (error 0 = done); a dump is
- * answered by a run of messages ending in NLMSG_DONE.
+ * The requests are built and sent with lib/rtnl.h; this file knows which
+ * family header (ifinfomsg, ifaddrmsg or rtmsg) and attributes each takes.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -15,108 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../lib/rtnl.h"
 #include "netlink.h"
-
-#define NL_REQ_MAX 512
-#define NL_RX_MAX  32768
-
-struct nl_req {
-	struct nlmsghdr *h;
-	union {
-		struct nlmsghdr align;
-		char bytes[NL_REQ_MAX];
-	} u;
-};
-
-static void req_init(struct nl_req *r, uint16_t type, uint16_t flags, const void *fam, size_t famlen)
-{
-	memset(&r->u, 0, sizeof r->u);
-	r->h = &r->u.align;
-	r->h->nlmsg_type = type;
-	r->h->nlmsg_flags = NLM_F_REQUEST | flags;
-	r->h->nlmsg_len = NLMSG_LENGTH(famlen);
-	memcpy(NLMSG_DATA(r->h), fam, famlen);
-}
-
-static void req_attr(struct nl_req *r, uint16_t type, const void *data, size_t len)
-{
-	size_t at = NLMSG_ALIGN(r->h->nlmsg_len);
-	/* Requests are built from fixed, small attribute sets: overflow is a bug. */
-	if (at + RTA_SPACE(len) > sizeof r->u)
-		abort();
-	struct rtattr *a = (struct rtattr *)(r->u.bytes + at);
-	a->rta_type = type;
-	a->rta_len = (unsigned short)RTA_LENGTH(len);
-	memcpy(RTA_DATA(a), data, len);
-	r->h->nlmsg_len = (uint32_t)(at + RTA_SPACE(len));
-}
-
-static int nl_open(void)
-{
-	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (fd < 0)
-		return -1;
-	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
-typedef void (*nl_msg_fn)(void *arg, const struct nlmsghdr *h);
-
-/* Sends r and reads the answer: each data message goes to fn (dumps), an
- * NLMSG_ERROR or NLMSG_DONE ends it. 0, or -1 with errno. */
-static int nl_transact(struct nl_req *r, nl_msg_fn fn, void *arg)
-{
-	static uint32_t seq;
-	int fd = nl_open();
-	if (fd < 0)
-		return -1;
-	r->h->nlmsg_seq = ++seq;
-	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-	int rc = -1, err = EIO;
-	char *rx = malloc(NL_RX_MAX);
-	if (!rx || sendto(fd, r->h, r->h->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
-		err = rx ? errno : ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = recv(fd, rx, NL_RX_MAX, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err = errno;
-			goto out;
-		}
-		for (struct nlmsghdr *h = (struct nlmsghdr *)rx; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
-			if (h->nlmsg_seq != r->h->nlmsg_seq)
-				continue;
-			if (h->nlmsg_type == NLMSG_DONE) {
-				rc = 0;
-				goto out;
-			}
-			if (h->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *e = NLMSG_DATA(h);
-				if (h->nlmsg_len < NLMSG_LENGTH(sizeof *e) || e->error == 0)
-					rc = h->nlmsg_len < NLMSG_LENGTH(sizeof *e) ? -1 : 0;
-				err = e->error ? -e->error : EIO;
-				goto out;
-			}
-			if (fn)
-				fn(arg, h);
-		}
-	}
-out:
-	free(rx);
-	close(fd);
-	if (rc < 0)
-		errno = err;
-	return rc;
-}
 
 /* --- dumps ------------------------------------------------------------------ */
 
@@ -182,11 +80,11 @@ static void on_link(void *arg, const struct nlmsghdr *h)
 
 int nl_links(struct nl_link **out)
 {
-	struct nl_req r;
+	struct rtnl_req r;
 	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
 	struct collect c = {.size = sizeof(struct nl_link)};
-	req_init(&r, RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof ifi);
-	return collect_done(&c, nl_transact(&r, on_link, &c), (void **)out);
+	rtnl_req_init(&r, RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof ifi);
+	return collect_done(&c, rtnl_transact(&r, on_link, &c), (void **)out);
 }
 
 static void on_addr(void *arg, const struct nlmsghdr *h)
@@ -221,11 +119,11 @@ static void on_addr(void *arg, const struct nlmsghdr *h)
 
 int nl_addrs4(struct nl_addr4 **out)
 {
-	struct nl_req r;
+	struct rtnl_req r;
 	struct ifaddrmsg ifa = {.ifa_family = AF_INET};
 	struct collect c = {.size = sizeof(struct nl_addr4)};
-	req_init(&r, RTM_GETADDR, NLM_F_DUMP, &ifa, sizeof ifa);
-	return collect_done(&c, nl_transact(&r, on_addr, &c), (void **)out);
+	rtnl_req_init(&r, RTM_GETADDR, NLM_F_DUMP, &ifa, sizeof ifa);
+	return collect_done(&c, rtnl_transact(&r, on_addr, &c), (void **)out);
 }
 
 static void on_route(void *arg, const struct nlmsghdr *h)
@@ -259,26 +157,26 @@ static void on_route(void *arg, const struct nlmsghdr *h)
 
 int nl_routes4(struct nl_route4 **out)
 {
-	struct nl_req r;
+	struct rtnl_req r;
 	struct rtmsg rt = {.rtm_family = AF_INET};
 	struct collect c = {.size = sizeof(struct nl_route4)};
-	req_init(&r, RTM_GETROUTE, NLM_F_DUMP, &rt, sizeof rt);
-	return collect_done(&c, nl_transact(&r, on_route, &c), (void **)out);
+	rtnl_req_init(&r, RTM_GETROUTE, NLM_F_DUMP, &rt, sizeof rt);
+	return collect_done(&c, rtnl_transact(&r, on_route, &c), (void **)out);
 }
 
 /* --- changes ------------------------------------------------------------------ */
 
 int nl_link_up(int index)
 {
-	struct nl_req r;
+	struct rtnl_req r;
 	struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = index, .ifi_flags = IFF_UP, .ifi_change = IFF_UP};
-	req_init(&r, RTM_NEWLINK, NLM_F_ACK, &ifi, sizeof ifi);
-	return nl_transact(&r, NULL, NULL);
+	rtnl_req_init(&r, RTM_NEWLINK, NLM_F_ACK, &ifi, sizeof ifi);
+	return rtnl_transact(&r, NULL, NULL);
 }
 
 int nl_addr4_add(int index, struct in_addr addr, unsigned prefix)
 {
-	struct nl_req r;
+	struct rtnl_req r;
 	struct ifaddrmsg ifa = {.ifa_family = AF_INET,
 				.ifa_prefixlen = (uint8_t)prefix,
 				.ifa_scope = RT_SCOPE_UNIVERSE,
@@ -287,23 +185,23 @@ int nl_addr4_add(int index, struct in_addr addr, unsigned prefix)
 		errno = EINVAL;
 		return -1;
 	}
-	req_init(&r, RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &ifa, sizeof ifa);
-	req_attr(&r, IFA_LOCAL, &addr, 4);
-	req_attr(&r, IFA_ADDRESS, &addr, 4);
+	rtnl_req_init(&r, RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &ifa, sizeof ifa);
+	rtnl_req_attr(&r, IFA_LOCAL, &addr, 4);
+	rtnl_req_attr(&r, IFA_ADDRESS, &addr, 4);
 	if (prefix < 31) {
 		struct in_addr brd = {addr.s_addr | ~prefix_to_netmask(prefix).s_addr};
-		req_attr(&r, IFA_BROADCAST, &brd, 4);
+		rtnl_req_attr(&r, IFA_BROADCAST, &brd, 4);
 	}
-	return nl_transact(&r, NULL, NULL);
+	return rtnl_transact(&r, NULL, NULL);
 }
 
 static int addr4_del(int index, struct in_addr addr, unsigned prefix)
 {
-	struct nl_req r;
+	struct rtnl_req r;
 	struct ifaddrmsg ifa = {.ifa_family = AF_INET, .ifa_prefixlen = (uint8_t)prefix, .ifa_index = (unsigned)index};
-	req_init(&r, RTM_DELADDR, NLM_F_ACK, &ifa, sizeof ifa);
-	req_attr(&r, IFA_LOCAL, &addr, 4);
-	return nl_transact(&r, NULL, NULL);
+	rtnl_req_init(&r, RTM_DELADDR, NLM_F_ACK, &ifa, sizeof ifa);
+	rtnl_req_attr(&r, IFA_LOCAL, &addr, 4);
+	return rtnl_transact(&r, NULL, NULL);
 }
 
 int nl_addr4_flush(int index)
@@ -322,18 +220,18 @@ int nl_addr4_flush(int index)
 
 int nl_route4_add_default(int index, struct in_addr gateway, unsigned metric, uint8_t protocol)
 {
-	struct nl_req r;
+	struct rtnl_req r;
 	struct rtmsg rt = {.rtm_family = AF_INET,
 			   .rtm_table = RT_TABLE_MAIN,
 			   .rtm_protocol = protocol,
 			   .rtm_scope = RT_SCOPE_UNIVERSE,
 			   .rtm_type = RTN_UNICAST};
 	uint32_t oif = (uint32_t)index, prio = metric;
-	req_init(&r, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &rt, sizeof rt);
-	req_attr(&r, RTA_GATEWAY, &gateway, 4);
-	req_attr(&r, RTA_OIF, &oif, 4);
-	req_attr(&r, RTA_PRIORITY, &prio, 4);
-	return nl_transact(&r, NULL, NULL);
+	rtnl_req_init(&r, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &rt, sizeof rt);
+	rtnl_req_attr(&r, RTA_GATEWAY, &gateway, 4);
+	rtnl_req_attr(&r, RTA_OIF, &oif, 4);
+	rtnl_req_attr(&r, RTA_PRIORITY, &prio, 4);
+	return rtnl_transact(&r, NULL, NULL);
 }
 
 int netmask_to_prefix(struct in_addr mask)

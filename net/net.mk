@@ -23,3 +23,14 @@ $(BUILD)/san/net/test_switch: net/tests/test_switch.c net/switch.c $(NET_HDRS) $
                               lib/tests/test.h
 	@mkdir -p $(dir $@)
 	$(HOSTCC) $(SAN_FLAGS) -isystem $(THIRDPARTY_DIR)/libbpf/include -I$(BUILD)/net -Inet -o $@ $< net/switch.c
+
+# net-switchctl: the switch on one interface, driven from stdin (net/tools/switchctl.c);
+# net/tests/switch-ns.sh runs it between network namespaces.
+$(BUILD)/net/net-switchctl: net/tools/switchctl.c net/switch.c net/tc.c $(NET_HDRS) $(BUILD)/net/switch.lskel.h \
+                            lib/rtnl.c lib/rtnl.h
+	$(HOSTCC) -std=gnu11 -D_GNU_SOURCE $(WARN) -g -O1 -isystem $(THIRDPARTY_DIR)/libbpf/include -I$(BUILD)/net -Inet \
+		-o $@ $< net/switch.c net/tc.c lib/rtnl.c
+
+.PHONY: net-test
+net-test: $(BUILD)/net/net-switchctl
+	bash net/tests/switch-ns.sh $(BUILD)/net/net-switchctl
