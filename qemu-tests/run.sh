@@ -219,6 +219,27 @@ if [ "$status" -eq 2 ]; then
 	fi
 	[ "$status" -eq 2 ] && problem="L1 stopped responding twice (during:$hangs)"
 fi
+# Under TCG a nested guest now and then stops making progress after a
+# restore (the emulator's fault: see docs/benchmarks.md, "Emulator faults");
+# a test that failed is run once more in a fresh L1 there, and both results
+# are reported. On hardware KVM a failure stands.
+reran=""
+if [ "$SUITE" = test ] && [ "$status" -eq 0 ] && [[ $ACCEL_NAME == tcg* ]]; then
+	failed_tests=$(awk '$2 == "FAIL" {print $1}' "$RESULTS" | paste -sd, -)
+	if [ -n "$failed_tests" ]; then
+		echo "qemu-$SUITE: under TCG, running what failed ($failed_tests) once more in a fresh L1"
+		awk '$2 == "FAIL"' "$RESULTS" >"$RESULTS.first"
+		awk '$2 != "FAIL"' "$RESULTS" >"$RESULTS.kept" && mv "$RESULTS.kept" "$RESULTS"
+		run_l1 3 "$failed_tests"
+		status=$?
+		for t in ${failed_tests//,/ }; do
+			if grep -q "^$t PASS" "$RESULTS"; then
+				reran="$reran $t"
+				echo "qemu-$SUITE: $t passed on its second run; the first: $(grep "^$t " "$RESULTS.first" | cut -d' ' -f3- | head -c 300)"
+			fi
+		done
+	fi
+fi
 [ "$SUITE" = bench ] && [ -f "$OUT/bench.txt" ] && mv "$OUT/bench.txt" "$OUT/bench-$(date +%Y%m%d-%H%M%S).txt"
 
 passed=$(awk '$2 == "PASS"' "$RESULTS" | wc -l)
@@ -228,6 +249,6 @@ skipped=$(awk '$2 == "SKIP"' "$RESULTS" | wc -l)
 [ -n "$hangs" ] && echo "qemu-$SUITE: L1 hung during:$hangs (see the serial logs)"
 [ -n "$problem" ] && echo "qemu-$SUITE: $problem"
 if [ "$SUITE" = test ]; then
-	echo "qemu-test: $passed passed, $failed failed$([ "$skipped" -gt 0 ] && echo ", $skipped skipped")"
+	echo "qemu-test: $passed passed, $failed failed$([ "$skipped" -gt 0 ] && echo ", $skipped skipped")$([ -n "$reran" ] && echo " (passed on a second run under TCG:$reran)")"
 fi
 [ "$failed" -eq 0 ]
