@@ -305,93 +305,47 @@ static int net_error(struct conn *c, const struct oci_url *u, const char *what, 
 	return OCI_ENET;
 }
 
-static int read_more(struct conn *c, struct buf *in)
+/* The response is read by lib's http_read_response, over this connection
+ * (TLS or not), with the caller's body function. */
+struct response_io {
+	struct conn *c;
+	oci_body_fn fn;
+	void *arg;
+	int body_rc; /* the body function's error (OCI_E*, negative) */
+};
+
+static ssize_t io_read(void *ctx, char *p, size_t n)
 {
-	char *p = buf_reserve(in, 65536);
 	errno = 0;
-	ssize_t n = conn_recv(c, p, 65536);
-	if (n > 0)
-		buf_commit(in, (size_t)n);
-	return (int)(n < 0 ? -1 : n);
+	return conn_recv(((struct response_io *)ctx)->c, p, n);
 }
 
-static int read_head(struct conn *c, const struct oci_url *u, struct buf *in, struct http_head *head, char *err,
-		     size_t errsz)
+/* A body function's error stops the read: 1, its code kept aside (the
+ * reader's own errors are -1). */
+static int io_body(void *arg, const char *p, size_t n)
 {
-	for (;;) {
-		int status = 0;
-		ssize_t used = in->len ? http_parse_head(in->data, in->len, false, MAX_HEAD, head, &status) : 0;
-		if (used < 0) {
-			snprintf(err, errsz, "malformed HTTP response from %s:%d", u->host, u->port);
-			return OCI_ENET;
-		}
-		if (used > 0) {
-			buf_consume(in, (size_t)used);
-			if (head->status >= 100 && head->status < 200) {
-				http_head_free(head);
-				continue;
-			}
-			return OCI_OK;
-		}
-		if (in->len > MAX_HEAD) {
-			snprintf(err, errsz, "HTTP response head from %s:%d is too large", u->host, u->port);
-			return OCI_ENET;
-		}
-		if (read_more(c, in) <= 0)
-			return net_error(c, u, "reading the response of", err, errsz);
-	}
+	struct response_io *io = arg;
+	io->body_rc = io->fn(io->arg, p, n);
+	return io->body_rc != OCI_OK;
 }
 
-static int read_body(struct conn *c, const struct oci_url *u, struct buf *in, const struct http_head *head,
-		     oci_body_fn fn, void *arg, char *err, size_t errsz)
+static int read_response(struct conn *c, const struct oci_url *u, struct http_head *head, oci_body_fn fn, void *arg,
+			 char *err, size_t errsz)
 {
-	int rc;
-	if (head->status == 204 || head->status == 304)
-		return OCI_OK;
-	if (head->chunked) {
-		struct http_chunked ck = {0};
-		struct buf dec = BUF_INIT;
-		for (;;) {
-			bool done = false;
-			ssize_t used = http_chunked_feed(&ck, in->data ? in->data : "", in->len, &dec, &done);
-			if (used < 0) {
-				buf_free(&dec);
-				snprintf(err, errsz, "malformed chunked body from %s:%d", u->host, u->port);
-				return OCI_ENET;
-			}
-			buf_consume(in, (size_t)used);
-			if (dec.len && (rc = fn(arg, dec.data, dec.len)) != OCI_OK) {
-				buf_free(&dec);
-				return rc;
-			}
-			buf_reset(&dec);
-			if (done)
-				break;
-			if (read_more(c, in) <= 0) {
-				buf_free(&dec);
-				return net_error(c, u, "reading the body of", err, errsz);
-			}
-		}
-		buf_free(&dec);
-		return OCI_OK;
-	}
-	bool bounded = head->content_length >= 0;
-	uint64_t left = bounded ? (uint64_t)head->content_length : UINT64_MAX;
-	while (left) {
-		if (!in->len) {
-			int n = read_more(c, in);
-			if (n == 0 && !bounded)
-				return OCI_OK; /* the server closes to end the body */
-			if (n <= 0)
-				return net_error(c, u, "reading the body of", err, errsz);
-		}
-		size_t take = in->len < left ? in->len : (size_t)left;
-		if ((rc = fn(arg, in->data, take)) != OCI_OK)
-			return rc;
-		buf_consume(in, take);
-		left -= take;
-	}
-	return OCI_OK;
+	struct response_io io = {c, fn, arg, OCI_OK};
+	struct http_reader r = {.read = io_read, .ctx = &io, .on_body = io_body, .arg = &io};
+	int rc = http_read_response(&r, false, MAX_HEAD, head);
+	if (rc >= 0)
+		return rc ? io.body_rc : OCI_OK;
+	if (errno == ENODATA)
+		errno = 0; /* net_error: "connection closed early" */
+	if (errno == EPROTO)
+		snprintf(err, errsz, "malformed HTTP response from %s:%d", u->host, u->port);
+	else if (errno == EMSGSIZE)
+		snprintf(err, errsz, "HTTP response head from %s:%d is too large", u->host, u->port);
+	else
+		return net_error(c, u, "reading the response of", err, errsz);
+	return OCI_ENET;
 }
 
 static void host_header(struct buf *b, const struct oci_url *u)
@@ -413,7 +367,7 @@ int oci_http_get(const struct oci_http *h, const struct oci_url *u, const char *
 		conn_close(&c);
 		return OCI_ENET;
 	}
-	struct buf req = BUF_INIT, in = BUF_INIT;
+	struct buf req = BUF_INIT;
 	buf_printf(&req, "GET %s HTTP/1.1\r\n", u->target);
 	host_header(&req, u);
 	buf_puts(&req, "User-Agent: cube-oci/1\r\nConnection: close\r\n");
@@ -422,11 +376,8 @@ int oci_http_get(const struct oci_http *h, const struct oci_url *u, const char *
 	buf_puts(&req, "\r\n");
 	int rc = conn_send(&c, req.data, req.len) < 0 ? net_error(&c, u, "sending a request to", err, errsz) : OCI_OK;
 	if (rc == OCI_OK)
-		rc = read_head(&c, u, &in, head, err, errsz);
-	if (rc == OCI_OK)
-		rc = read_body(&c, u, &in, head, fn, arg, err, errsz);
+		rc = read_response(&c, u, head, fn, arg, err, errsz);
 	buf_free(&req);
-	buf_free(&in);
 	conn_close(&c);
 	return rc;
 }

@@ -166,10 +166,30 @@ int http_connect_unix(const char *path);
  * the body is sent chunked, else with Content-Length. If on_data is set, body
  * bytes are passed to it
  * as they arrive (de-chunked) instead of being stored. Returns 0, or -1 with
- * errno set (ETIMEDOUT, EPROTO for a malformed response). */
+ * errno set (ETIMEDOUT, EPROTO for a malformed response, ENODATA for one cut
+ * short). */
 int http_request(int fd, const char *method, const char *target, const char *const *headers, const void *body,
 		 size_t len, struct http_response *out, int timeout_ms,
 		 void (*on_data)(void *arg, const char *p, size_t n), void *arg);
 void http_response_free(struct http_response *r);
+
+/* Reading one response from any byte stream: the client above, and callers
+ * with a stream of their own (the registry client's TLS). */
+struct http_reader {
+	/* At most n bytes into p: the count, 0 at the end of the stream, or -1
+	 * with errno set. */
+	ssize_t (*read)(void *ctx, char *p, size_t n);
+	void *ctx;
+	/* Each piece of the body; a non-zero return stops the read and is
+	 * what http_read_response returns. */
+	int (*on_body)(void *arg, const char *p, size_t n);
+	void *arg;
+};
+/* Reads a head into *head (1xx answers other than 101 skipped; at most
+ * max_head bytes), then the body, de-chunked, by Content-Length, or to the
+ * end of the stream (none for HEAD, 1xx, 204, 304). 0; on_body's value; or
+ * -1 with errno EPROTO (malformed), EMSGSIZE (head too large), ENODATA (the
+ * stream ended early) or the reader's. The caller frees *head. */
+int http_read_response(const struct http_reader *r, bool head_only, size_t max_head, struct http_head *head);
 
 #endif

@@ -110,135 +110,161 @@ static int send_all(int fd, const char *p, size_t n, uint64_t deadline)
 	return 0;
 }
 
-/* Reads more bytes into in. Returns bytes read, 0 on EOF, -1 on error. */
-static ssize_t read_more(int fd, struct buf *in, uint64_t deadline)
+/* Reads more bytes into in: the count, 0 at the end of the stream, -1. */
+static ssize_t read_more(const struct http_reader *r, struct buf *in)
 {
-	for (;;) {
-		char *p = buf_reserve(in, 65536);
-		ssize_t n = recv(fd, p, 65536, 0);
-		if (n >= 0) {
-			buf_commit(in, (size_t)n);
-			return n;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -1;
-		if (wait_fd(fd, POLLIN, deadline) < 0)
-			return -1;
-	}
+	char *p = buf_reserve(in, 65536);
+	ssize_t n = r->read(r->ctx, p, 65536);
+	if (n > 0)
+		buf_commit(in, (size_t)n);
+	return n;
 }
 
-struct body_sink {
+static int more_or_fail(const struct http_reader *r, struct buf *in)
+{
+	ssize_t n = read_more(r, in);
+	if (n > 0)
+		return 0;
+	if (n == 0)
+		errno = ENODATA;
+	return -1;
+}
+
+static int deliver(const struct http_reader *r, const char *p, size_t n)
+{
+	return n ? r->on_body(r->arg, p, n) : 0;
+}
+
+static int read_chunked(const struct http_reader *r, struct buf *in)
+{
+	struct http_chunked ck = {0};
+	struct buf dec = BUF_INIT;
+	int rc = 0;
+	for (;;) {
+		bool done = false;
+		ssize_t used = http_chunked_feed(&ck, in->data ? in->data : "", in->len, &dec, &done);
+		if (used < 0) {
+			errno = EPROTO;
+			rc = -1;
+			break;
+		}
+		buf_consume(in, (size_t)used);
+		if ((rc = deliver(r, dec.data, dec.len)) != 0 || done)
+			break;
+		buf_reset(&dec);
+		if ((rc = more_or_fail(r, in)) != 0)
+			break;
+	}
+	buf_free(&dec);
+	return rc;
+}
+
+static int read_body(const struct http_reader *r, struct buf *in, const struct http_head *h, bool head_only)
+{
+	if (head_only || h->status == 204 || h->status == 304 || h->status < 200)
+		return 0;
+	if (h->chunked)
+		return read_chunked(r, in);
+	bool bounded = h->content_length >= 0;
+	uint64_t left = bounded ? (uint64_t)h->content_length : UINT64_MAX;
+	int rc;
+	while (left) {
+		if (!in->len) {
+			ssize_t n = read_more(r, in);
+			if (n == 0 && !bounded)
+				return 0; /* no length: the server closes to end the body */
+			if (n <= 0) {
+				if (n == 0)
+					errno = ENODATA;
+				return -1;
+			}
+		}
+		size_t take = in->len < left ? in->len : (size_t)left;
+		if ((rc = deliver(r, in->data, take)) != 0)
+			return rc;
+		buf_consume(in, take);
+		left -= take;
+	}
+	return 0;
+}
+
+int http_read_response(const struct http_reader *r, bool head_only, size_t max_head, struct http_head *head)
+{
+	struct buf in = BUF_INIT;
+	int rc = 0;
+	memset(head, 0, sizeof *head);
+	for (;;) {
+		int status = 0;
+		ssize_t used = in.len ? http_parse_head(in.data, in.len, false, max_head, head, &status) : 0;
+		if (used < 0) {
+			errno = status == 431 ? EMSGSIZE : EPROTO;
+			rc = -1;
+			break;
+		}
+		if (used > 0) {
+			buf_consume(&in, (size_t)used);
+			if (head->status >= 100 && head->status < 200 && head->status != 101) {
+				http_head_free(head); /* 100 Continue: the real answer follows */
+				continue;
+			}
+			rc = read_body(r, &in, head, head_only);
+			break;
+		}
+		if (in.len > max_head) {
+			errno = EMSGSIZE;
+			rc = -1;
+			break;
+		}
+		if ((rc = more_or_fail(r, &in)) != 0)
+			break;
+	}
+	buf_free(&in);
+	return rc;
+}
+
+/* The client's own stream: a socket, each wait bounded by the deadline. */
+struct fd_stream {
+	int fd;
+	uint64_t deadline;
 	struct http_response *out;
 	void (*on_data)(void *, const char *, size_t);
 	void *arg;
 };
 
-static void sink(struct body_sink *s, const char *p, size_t n)
+static ssize_t fd_read(void *ctx, char *p, size_t n)
 {
-	if (!n)
-		return;
+	struct fd_stream *s = ctx;
+	for (;;) {
+		ssize_t r = recv(s->fd, p, n, 0);
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+		if (wait_fd(s->fd, POLLIN, s->deadline) < 0)
+			return -1;
+	}
+}
+
+static int fd_body(void *arg, const char *p, size_t n)
+{
+	struct fd_stream *s = arg;
 	if (s->on_data)
 		s->on_data(s->arg, p, n);
 	else
 		buf_append(&s->out->body, p, n);
-}
-
-static int read_body(int fd, struct buf *in, bool head_only, struct body_sink *s, uint64_t deadline)
-{
-	struct http_head *h = &s->out->head;
-	if (head_only || h->status == 204 || h->status == 304 || h->status < 200)
-		return 0;
-	if (h->chunked) {
-		struct http_chunked ck = {0};
-		struct buf dec = BUF_INIT;
-		for (;;) {
-			bool done = false;
-			ssize_t used = http_chunked_feed(&ck, in->data ? in->data : "", in->len, &dec, &done);
-			if (used < 0) {
-				buf_free(&dec);
-				errno = EPROTO;
-				return -1;
-			}
-			buf_consume(in, (size_t)used);
-			sink(s, dec.data, dec.len);
-			buf_reset(&dec);
-			if (done)
-				break;
-			ssize_t n = read_more(fd, in, deadline);
-			if (n <= 0) {
-				buf_free(&dec);
-				errno = n == 0 ? EPROTO : errno;
-				return -1;
-			}
-		}
-		buf_free(&dec);
-		return 0;
-	}
-	if (h->content_length >= 0) {
-		uint64_t left = (uint64_t)h->content_length;
-		while (left) {
-			if (!in->len) {
-				ssize_t n = read_more(fd, in, deadline);
-				if (n <= 0) {
-					errno = n == 0 ? EPROTO : errno;
-					return -1;
-				}
-			}
-			size_t take = in->len < left ? in->len : (size_t)left;
-			sink(s, in->data, take);
-			buf_consume(in, take);
-			left -= take;
-		}
-		return 0;
-	}
-	/* No length: the body runs until the server closes. */
-	for (;;) {
-		sink(s, in->data, in->len);
-		buf_reset(in);
-		ssize_t n = read_more(fd, in, deadline);
-		if (n == 0)
-			return 0;
-		if (n < 0)
-			return -1;
-	}
+	return 0;
 }
 
 /* Reads one response head and body from fd. */
 static int read_response(int fd, const char *method, struct http_response *out, uint64_t deadline,
 			 void (*on_data)(void *arg, const char *p, size_t n), void *arg)
 {
-	int rc;
-	struct buf in = BUF_INIT;
-	for (;;) {
-		int status = 0;
-		ssize_t used = in.len ? http_parse_head(in.data, in.len, false, 64 * 1024, &out->head, &status) : 0;
-		if (used < 0) {
-			buf_free(&in);
-			errno = EPROTO;
-			return -1;
-		}
-		if (used > 0) {
-			buf_consume(&in, (size_t)used);
-			if (out->head.status >= 100 && out->head.status < 200 && out->head.status != 101) {
-				http_head_free(&out->head); /* 100 Continue: the real answer follows */
-				continue;
-			}
-			break;
-		}
-		ssize_t n = read_more(fd, &in, deadline);
-		if (n <= 0) {
-			buf_free(&in);
-			if (n == 0)
-				errno = EPROTO;
-			return -1;
-		}
-	}
+	struct fd_stream s = {fd, deadline, out, on_data, arg};
+	struct http_reader r = {.read = fd_read, .ctx = &s, .on_body = fd_body, .arg = &s};
+	int rc = http_read_response(&r, strcmp(method, "HEAD") == 0, 64 * 1024, &out->head);
 	out->status = out->head.status;
-	struct body_sink s = {out, on_data, arg};
-	rc = read_body(fd, &in, strcmp(method, "HEAD") == 0, &s, deadline);
-	buf_free(&in);
 	return rc;
 }
 

@@ -1088,3 +1088,82 @@ TEST(server_saves_a_request_body_as_a_file)
 		free(body);
 	}
 }
+
+struct mem_stream {
+	const char *p;
+	size_t left;
+	struct buf body;
+	int stop_after; /* on_body returns 7 once this many bytes came; 0: never */
+};
+
+static ssize_t mem_read(void *ctx, char *p, size_t n)
+{
+	struct mem_stream *s = ctx;
+	size_t take = s->left < n ? s->left : n;
+	if (take > 3)
+		take = 3; /* small pieces: every state is crossed */
+	memcpy(p, s->p, take);
+	s->p += take;
+	s->left -= take;
+	return (ssize_t)take;
+}
+
+static int mem_body(void *arg, const char *p, size_t n)
+{
+	struct mem_stream *s = arg;
+	buf_append(&s->body, p, n);
+	return s->stop_after && s->body.len >= (size_t)s->stop_after ? 7 : 0;
+}
+
+/* One response read from any stream: each way a body ends, each way a
+ * response is broken, and a stop asked by the body function. */
+static int read_mem(const char *text, int stop_after, struct mem_stream *s, struct http_head *h)
+{
+	*s = (struct mem_stream){text, strlen(text), BUF_INIT, stop_after};
+	struct http_reader r = {.read = mem_read, .ctx = s, .on_body = mem_body, .arg = s};
+	errno = 0;
+	return http_read_response(&r, false, 256, h);
+}
+
+TEST(read_response_from_any_stream)
+{
+	struct mem_stream s;
+	struct http_head h;
+	CHECK_EQ_INT(read_mem("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA", 0, &s, &h), 0);
+	CHECK_EQ_INT(h.status, 200);
+	CHECK_MEMEQ(s.body.data, s.body.len, "hello", 5);
+	http_head_free(&h);
+	buf_free(&s.body);
+	CHECK_EQ_INT(read_mem("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+			      "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+			      0, &s, &h),
+		     0);
+	CHECK_EQ_INT(h.status, 201);
+	CHECK_MEMEQ(s.body.data, s.body.len, "abcde", 5);
+	http_head_free(&h);
+	buf_free(&s.body);
+	CHECK_EQ_INT(read_mem("HTTP/1.0 200 OK\r\n\r\nto the end", 0, &s, &h), 0);
+	CHECK_MEMEQ(s.body.data, s.body.len, "to the end", 10);
+	http_head_free(&h);
+	buf_free(&s.body);
+	/* Cut short, broken, too big, or stopped by the body function. */
+	CHECK(read_mem("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", 0, &s, &h) == -1 && errno == ENODATA);
+	http_head_free(&h);
+	buf_free(&s.body);
+	CHECK(read_mem("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0, &s, &h) == -1 &&
+	      errno == EPROTO);
+	http_head_free(&h);
+	buf_free(&s.body);
+	char big[600];
+	snprintf(big, sizeof big, "HTTP/1.1 200 OK\r\nX: %0500d\r\n\r\n", 0);
+	CHECK(read_mem(big, 0, &s, &h) == -1 && errno == EMSGSIZE);
+	http_head_free(&h);
+	buf_free(&s.body);
+	CHECK(read_mem("HTTP/1.1", 0, &s, &h) == -1 && errno == ENODATA);
+	http_head_free(&h);
+	buf_free(&s.body);
+	CHECK_EQ_INT(read_mem("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabcdefghi", 4, &s, &h), 7);
+	CHECK(s.body.len >= 4 && s.body.len < 9);
+	http_head_free(&h);
+	buf_free(&s.body);
+}
