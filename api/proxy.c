@@ -1253,25 +1253,6 @@ size_t proxy_conn_count(const struct proxy *px)
 
 /* --- listeners -------------------------------------------------------------------------- */
 
-static void peer_name(const struct sockaddr_storage *ss, char *out, size_t n)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)ss;
-		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-		port = ntohs(a->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const void *)ss;
-		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-		port = ntohs(a->sin6_port);
-	} else {
-		snprintf(out, n, "unix");
-		return;
-	}
-	snprintf(out, n, "%s:%d", ip, port);
-}
-
 static void listener_resume(void *arg)
 {
 	struct listener *ln = arg;
@@ -1308,7 +1289,7 @@ static void listener_on_io(void *arg, uint32_t events)
 			continue;
 		}
 		char peer[64];
-		peer_name(&ss, peer, sizeof peer);
+		http_peer_name(&ss, peer, sizeof peer);
 		proxy_adopt(ln->px, fd, peer, ops, ctx);
 	}
 }
@@ -1336,40 +1317,8 @@ int proxy_listen_fd(struct proxy *px, int fd, proxy_wrap_fn wrap, void *wrap_arg
 
 int proxy_listen_tcp(struct proxy *px, const char *addr, int port, proxy_wrap_fn wrap, void *wrap_arg)
 {
-	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
-	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	struct sockaddr *sa = (void *)&a6;
-	socklen_t sl = sizeof a6;
-	bool any = !addr || !*addr || strcmp(addr, "::") == 0;
-	if (any) {
-		a6.sin6_addr = in6addr_any;
-	} else if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
-		sa = (void *)&a4;
-		sl = sizeof a4;
-	} else if (inet_pton(AF_INET6, addr, &a6.sin6_addr) != 1) {
-		errno = EINVAL;
-		return -1;
-	}
-	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 && any) { /* a kernel without IPv6 */
-		a4.sin_addr.s_addr = htonl(INADDR_ANY);
-		sa = (void *)&a4;
-		sl = sizeof a4;
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	}
-	if (fd < 0)
-		return -1;
-	int one = 1, zero = 0;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (sa->sa_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-	if (bind(fd, sa, sl) < 0 || listen(fd, 1024) < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return proxy_listen_fd(px, fd, wrap, wrap_arg);
+	int fd = http_listen_socket(addr, port);
+	return fd < 0 ? -1 : proxy_listen_fd(px, fd, wrap, wrap_arg);
 }
 
 /* --- the server ------------------------------------------------------------------------------ */

@@ -751,7 +751,7 @@ void http_server_adopt(struct http_server *s, int fd, const char *peer)
 	conn_arm_idle(c);
 }
 
-static void peer_name(const struct sockaddr_storage *ss, char *out, size_t n)
+void http_peer_name(const struct sockaddr_storage *ss, char *out, size_t n)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
@@ -794,7 +794,7 @@ static void listener_on_io(void *arg, uint32_t events)
 			return;
 		}
 		char peer[64];
-		peer_name(&ss, peer, sizeof peer);
+		http_peer_name(&ss, peer, sizeof peer);
 		http_server_adopt(ln->srv, fd, peer);
 	}
 }
@@ -815,44 +815,34 @@ int http_server_listen_fd(struct http_server *s, int fd)
 	return 0;
 }
 
-int http_server_listen_tcp(struct http_server *s, const char *addr, int port)
+int http_listen_socket(const char *addr, int port)
 {
 	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
 	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	struct sockaddr *sa;
-	socklen_t sl;
-	int family;
-	if (!addr || !*addr || strcmp(addr, "::") == 0) {
-		family = AF_INET6;
+	struct sockaddr *sa = (void *)&a6;
+	socklen_t sl = sizeof a6;
+	bool any = !addr || !*addr || strcmp(addr, "::") == 0;
+	if (any) {
 		a6.sin6_addr = in6addr_any;
-		sa = (void *)&a6;
-		sl = sizeof a6;
 	} else if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
-		family = AF_INET;
 		sa = (void *)&a4;
 		sl = sizeof a4;
-	} else if (inet_pton(AF_INET6, addr, &a6.sin6_addr) == 1) {
-		family = AF_INET6;
-		sa = (void *)&a6;
-		sl = sizeof a6;
-	} else {
+	} else if (inet_pton(AF_INET6, addr, &a6.sin6_addr) != 1) {
 		errno = EINVAL;
 		return -1;
 	}
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 && family == AF_INET6 && (!addr || !*addr)) {
-		/* no IPv6 in this kernel: fall back to any IPv4 address */
-		family = AF_INET;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 && any) { /* a kernel without IPv6: any IPv4 address */
 		a4.sin_addr.s_addr = htonl(INADDR_ANY);
 		sa = (void *)&a4;
 		sl = sizeof a4;
-		fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	}
 	if (fd < 0)
 		return -1;
 	int one = 1, zero = 0;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (family == AF_INET6)
+	if (sa->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
 	if (bind(fd, sa, sl) < 0 || listen(fd, 1024) < 0) {
 		int e = errno;
@@ -860,7 +850,13 @@ int http_server_listen_tcp(struct http_server *s, const char *addr, int port)
 		errno = e;
 		return -1;
 	}
-	return http_server_listen_fd(s, fd);
+	return fd;
+}
+
+int http_server_listen_tcp(struct http_server *s, const char *addr, int port)
+{
+	int fd = http_listen_socket(addr, port);
+	return fd < 0 ? -1 : http_server_listen_fd(s, fd);
 }
 
 struct http_server *http_server_new(struct loop *l, const struct http_server_config *cfg, http_handler_fn fn, void *arg)

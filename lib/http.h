@@ -122,6 +122,13 @@ struct http_server *http_server_new(struct loop *l, const struct http_server_con
 				    void *arg);
 /* Listens on addr:port (IPv4 or IPv6 literal, "" or NULL for any). */
 int http_server_listen_tcp(struct http_server *s, const char *addr, int port);
+/* The listening socket itself, for servers of their own (the proxy): any
+ * address is dual-stack (IPv4 only on a kernel without IPv6), SO_REUSEADDR,
+ * a backlog of 1024. The fd, or -1 with errno (EINVAL: not an address). */
+int http_listen_socket(const char *addr, int port);
+struct sockaddr_storage;
+/* "ip:port" of an accepted peer (an IPv6 address without brackets), "unix" or "vsock". */
+void http_peer_name(const struct sockaddr_storage *ss, char *out, size_t n);
 /* Accepts from an already-listening socket (unix, vsock). Takes ownership. */
 int http_server_listen_fd(struct http_server *s, int listen_fd);
 /* Serves an already-connected socket. Takes ownership. */
