@@ -843,8 +843,9 @@ static int start_wait(struct start_run *r, struct template_start *st, pid_t vmm,
 		if (ended) {
 			pthread_mutex_lock(&r->mu);
 			quote_tail(r, out, sizeof out);
-			if (r->error[0] && !pid)
-				seterr(err, errsz, "cannot start `%s`: %s", cmd, r->error);
+			if (!pid) /* no start event: it never ran */
+				seterr(err, errsz, "cannot start `%s`: %s", cmd,
+				       r->error[0] ? r->error : "the agent ended the stream before starting it");
 			else if (st->probe_port)
 				seterr(err, errsz,
 				       "the start command `%s` ended (%s) before port %d accepted connections%s%s", cmd,

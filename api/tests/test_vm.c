@@ -111,7 +111,8 @@ static void fake_envelope(int fd, unsigned flags, const char *json)
  * what the process does. "serve": it starts listening (fake-listening
  * appears, which the port bridge checks) 300 ms later and runs until the
  * client goes; "exit": it prints and exits 1; "mute": it runs and never
- * listens. */
+ * listens; "noexec": it cannot be started; "closed": the stream ends with
+ * neither a start nor an error. */
 static void fake_start_stream(struct fake *f, int fd, const char *msg)
 {
 	char dir[512];
@@ -123,6 +124,18 @@ static void fake_start_stream(struct fake *f, int fd, const char *msg)
 		return;
 	const char *how = getenv("FAKE_START") ? getenv("FAKE_START") : "serve";
 	dprintf(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/connect+json\r\nTransfer-Encoding: chunked\r\n\r\n");
+	if (!strcmp(how, "closed")) { /* an end without a start event or an error */
+		fake_envelope(fd, CONNECT_FLAG_END_STREAM, "{}");
+		dprintf(fd, "0\r\n\r\n");
+		_exit(0);
+	}
+	if (!strcmp(how, "noexec")) { /* the agent's answer to a command that is not there */
+		fake_envelope(fd, CONNECT_FLAG_END_STREAM,
+			      "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"error starting process "
+			      "'/srv/app': exec: No such file or directory\"}}");
+		dprintf(fd, "0\r\n\r\n");
+		_exit(0);
+	}
 	fake_envelope(fd, 0, "{\"event\":{\"start\":{\"pid\":77}}}");
 	if (!strcmp(how, "exit")) {
 		fake_envelope(fd, 0,
@@ -495,6 +508,20 @@ TEST(template_build_starts_the_start_command_and_waits_for_its_port)
 	st.probe_port = 0;
 	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, &st, NULL, NULL, err, sizeof err), 0);
 	CHECK(strstr(st.note, "ended (exit status 1) before the snapshot; its output: boom: no config") != NULL);
+
+	/* It cannot be started at all: the agent's words. */
+	setenv("FAKE_START", "noexec", 1);
+	st.probe_port = 0;
+	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, &st, NULL, NULL, err, sizeof err), -1);
+	if (!CHECK(strstr(err, "cannot start `/srv/app --port 8080`: error starting process '/srv/app': exec: No such "
+			       "file or directory")))
+		fprintf(stderr, "  %s\n", err);
+
+	setenv("FAKE_START", "closed", 1);
+	err[0] = '\0';
+	CHECK_EQ_INT(template_build(dir, kernel, rootfs, 1, 128, &st, NULL, NULL, err, sizeof err), -1);
+	if (!CHECK(strstr(err, "cannot start `/srv/app --port 8080`: the agent ended the stream before starting it")))
+		fprintf(stderr, "  %s\n", err);
 
 	/* It runs, but nothing ever listens: the probe gives up. */
 	setenv("FAKE_START", "mute", 1);
