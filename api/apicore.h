@@ -83,6 +83,9 @@ struct sandbox_entry *sandbox_new_entry(struct api *a, const struct create_req *
  * done(arg, e, reason) before the failed entry goes. */
 void sandbox_start_then(struct api *a, struct sandbox_entry *e,
 			void (*done)(void *arg, struct sandbox_entry *e, const char *err), void *arg);
+/* The optional JSON object body of a sandbox call (empty means {}), or NULL
+ * after answering 400 (sandbox_routes.c). */
+struct json *sandbox_body_object(struct http_conn *c, struct http_req *req);
 /* Snapshots (snapshots.c): POST /sandboxes/{id}/snapshots and /fork, GET
  * /snapshots. */
 void snapshot_create(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e);

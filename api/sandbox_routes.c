@@ -117,8 +117,7 @@ static bool refuse_if_busy(struct http_conn *c, const struct sandbox_entry *e)
 	return true;
 }
 
-/* Parses an optional JSON object body (empty means {}). NULL after a 400. */
-static struct json *body_object(struct http_conn *c, struct http_req *req)
+struct json *sandbox_body_object(struct http_conn *c, struct http_req *req)
 {
 	if (req->body_len == 0)
 		return json_parse("{}", 2, NULL, 0);
@@ -427,7 +426,7 @@ static void kill_sandbox(struct api *a, struct http_conn *c, struct sandbox_entr
 
 static void set_timeout(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e)
 {
-	struct json *j = body_object(c, req);
+	struct json *j = sandbox_body_object(c, req);
 	if (!j)
 		return;
 	char err[160];
@@ -453,7 +452,7 @@ static void set_timeout(struct api *a, struct http_conn *c, struct http_req *req
 /* Old SDKs keep a sandbox alive with refreshes: the end time only moves later. */
 static void refresh(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e)
 {
-	struct json *j = body_object(c, req);
+	struct json *j = sandbox_body_object(c, req);
 	if (!j)
 		return;
 	char err[160];
@@ -485,7 +484,7 @@ static void pause_sandbox(struct api *a, struct http_conn *c, struct sandbox_ent
 static void connect_sandbox(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e,
 			    bool resume_only)
 {
-	struct json *j = body_object(c, req);
+	struct json *j = sandbox_body_object(c, req);
 	if (!j)
 		return;
 	char err[160];

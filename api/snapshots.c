@@ -224,22 +224,9 @@ static void random_name(const char *prefix, char *out, size_t outsz)
 
 /* --- POST /sandboxes/{id}/snapshots ---------------------------------------------------- */
 
-static struct json *body_object(struct http_conn *c, struct http_req *req)
-{
-	char err[160];
-	struct json *j =
-	    json_parse(req->body_len ? req->body : "{}", req->body_len ? req->body_len : 2, err, sizeof err);
-	if (!j || j->type != JSON_OBJECT) {
-		http_respond_error(c, 400, "the body must be a JSON object%s%s", j ? "" : ": ", j ? "" : err);
-		json_free(j);
-		return NULL;
-	}
-	return j;
-}
-
 void snapshot_create(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e)
 {
-	struct json *body = body_object(c, req);
+	struct json *body = sandbox_body_object(c, req);
 	if (!body)
 		return;
 	const struct json *name = json_get(body, "name"), *memory = json_get(body, "memory");
@@ -396,7 +383,7 @@ static void fork_start(struct fork_batch *b, int rc, const char *err)
 
 void sandbox_fork(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e)
 {
-	struct json *body = body_object(c, req);
+	struct json *body = sandbox_body_object(c, req);
 	if (!body)
 		return;
 	int64_t count = 1, timeout_s = CREATE_DEFAULT_TIMEOUT_S;
