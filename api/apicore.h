@@ -91,6 +91,8 @@ struct json *sandbox_body_object(struct http_conn *c, struct http_req *req);
 void snapshot_create(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e);
 void sandbox_fork(struct api *a, struct http_conn *c, struct http_req *req, struct sandbox_entry *e);
 bool snapshot_route(struct api *a, struct http_conn *c, struct http_req *req);
+/* How many sandboxes (running or paused) use the template (template_routes.c). */
+int template_sandbox_count(struct api *a, const char *template_id);
 /* Beside a snapshot of a secure sandbox: the token its agent holds. */
 #define SNAPSHOT_GUEST_TOKEN "guest-token"
 /* A fork's snapshot whose last sandbox went is removed (snapshots.c). */

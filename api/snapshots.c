@@ -427,19 +427,11 @@ void sandbox_fork(struct api *a, struct http_conn *c, struct http_req *req, stru
 
 /* --- a fork's snapshot goes with its last sandbox -------------------------------------- */
 
-static bool used_by_a_sandbox(struct api *a, const char *template_id)
-{
-	for (struct sandbox_entry *e = a->sandboxes; e; e = e->next)
-		if (e->rec.template_id && strcmp(e->rec.template_id, template_id) == 0)
-			return true;
-	return false;
-}
-
 void snapshot_forget_fork(struct api *a, const char *template_id)
 {
 	char dir[4200];
 	template_dir(a, template_id, dir, sizeof dir);
-	if (!snapshot_is_fork_name(template_id) || used_by_a_sandbox(a, template_id) || access(dir, F_OK) < 0)
+	if (!snapshot_is_fork_name(template_id) || template_sandbox_count(a, template_id) > 0 || access(dir, F_OK) < 0)
 		return;
 	char err[512];
 	pool_drop_template(a->warm, template_id);

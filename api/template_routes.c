@@ -735,7 +735,7 @@ static void status_by_build(struct api *a, struct http_conn *c, struct http_req 
 
 /* --- DELETE /templates/{id} ------------------------------------------------------------ */
 
-static int count_sandboxes(struct api *a, const char *template_id)
+int template_sandbox_count(struct api *a, const char *template_id)
 {
 	int n = 0;
 	for (struct sandbox_entry *e = a->sandboxes; e; e = e->next)
@@ -768,7 +768,7 @@ static void delete_template(struct api *a, struct http_conn *c, const char *id)
 		http_respond_error(c, 404, "template \"%.128s\" not found", id);
 		return;
 	}
-	int n = count_sandboxes(a, t.id);
+	int n = template_sandbox_count(a, t.id);
 	struct snapshots_of snaps = {.a = a, .base = t.id};
 	if (n == 0)
 		template_each(a, count_one_snapshot, &snaps);

@@ -87,7 +87,7 @@ static size_t frame4(unsigned char *buf, __u8 proto, const char *src, const char
 	memcpy(buf + 6, guest_mac, 6);
 	put16(buf + 12, 0x0800);
 	unsigned char *ip = buf + 14, *l4 = ip + 20;
-	size_t l4len = proto == IPPROTO_TCP ? 20 : proto == IPPROTO_UDP ? 12 : 12;
+	size_t l4len = proto == IPPROTO_TCP ? 20 : 12; /* UDP and ICMP: 8 header bytes + "ping" */
 	ip[0] = 0x45;
 	put16(ip + 2, (__u16)(20 + l4len));
 	ip[8] = 64;
